@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds a proxy-wasm filter crate for wasm32-wasip1 (release), then shrinks it with wasm-opt -Oz
+# and wasm-strip. Route A: rustup's wasm32-wasip1 target; route B (no rustup download): Debian's
+# rustc with build-std. Prints which route it used.
+#   build-wasm.sh PACKAGE OUT.wasm
+source "$(dirname "$0")/lib.sh"
+PKG="${1:?package}"; OUT="${2:?output path}"
+CRATE_FILE="${PKG//-/_}.wasm"
+TARGET=wasm32-wasip1
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+cd "$ROOT"
+
+apt_install binaryen wabt
+
+route_a() {
+  command -v rustup >/dev/null 2>&1 || return 1
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+    timeout 120 rustup target add "$TARGET" >&2 || return 1
+  fi
+  log "build route A: rustup toolchain + $TARGET target"
+  cargo build -q --locked -p "$PKG" --lib --target "$TARGET" --release
+}
+
+route_b() {
+  apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
+  log "build route B: Debian rustc + build-std (no rustup download)"
+  RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
+  RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi" \
+    /usr/bin/cargo build -q --locked -p "$PKG" --lib -Z build-std=std,panic_abort \
+      --target "$TARGET" --release
+}
+
+if [ "${WASM_ROUTE:-}" = "B" ]; then route_b; else route_a || route_b; fi
+
+RAW="$TARGET_DIR/$TARGET/release/$CRATE_FILE"
+mkdir -p "$(dirname "$OUT")"
+wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-mutable-globals "$RAW" -o "$OUT.tmp"
+wasm-strip "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+log "$OUT: $(stat -c %s "$OUT") bytes (raw $(stat -c %s "$RAW"))"

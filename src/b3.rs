@@ -1,0 +1,385 @@
+//! B3 propagation (openzipkin/b3-propagation): multi-header `x-b3-*` and single-header `b3`.
+
+use crate::context::{Parsed, Sampling, TraceContext};
+use crate::ids::{SpanId, TraceId};
+
+pub const TRACE_ID: &str = "x-b3-traceid";
+pub const SPAN_ID: &str = "x-b3-spanid";
+pub const PARENT_SPAN_ID: &str = "x-b3-parentspanid";
+pub const SAMPLED: &str = "x-b3-sampled";
+pub const FLAGS: &str = "x-b3-flags";
+pub const SINGLE: &str = "b3";
+
+/// The `x-b3-*` header values of one request (the first of each name: "the first value wins").
+#[derive(Default, Debug, Clone, Copy)]
+pub struct MultiHeaders<'a> {
+    pub trace_id: Option<&'a [u8]>,
+    pub span_id: Option<&'a [u8]>,
+    pub parent_span_id: Option<&'a [u8]>,
+    pub sampled: Option<&'a [u8]>,
+    pub flags: Option<&'a [u8]>,
+}
+
+impl MultiHeaders<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.trace_id.is_none()
+            && self.span_id.is_none()
+            && self.parent_span_id.is_none()
+            && self.sampled.is_none()
+            && self.flags.is_none()
+    }
+}
+
+pub fn parse_multi(h: &MultiHeaders) -> Parsed {
+    if h.is_empty() {
+        return Parsed::Absent;
+    }
+    // Sampling state: `X-B3-Flags: 1` is debug (implies accept); `X-B3-Sampled` is 1/0, with
+    // `true`/`false` accepted as the spec allows a lenient implementation to.
+    let debug = match h.flags {
+        None | Some(b"0") => false,
+        Some(b"1") => true,
+        Some(_) => return Parsed::Malformed("x-b3-flags is not 1"),
+    };
+    let sampled = match h.sampled {
+        None => None,
+        Some(b"1") | Some(b"true") => Some(true),
+        Some(b"0") | Some(b"false") => Some(false),
+        Some(_) => return Parsed::Malformed("x-b3-sampled is not 0 or 1"),
+    };
+    let sampling = match (debug, sampled) {
+        (true, _) => Sampling::Debug,
+        (false, Some(true)) => Sampling::Accept,
+        (false, Some(false)) => Sampling::Deny,
+        (false, None) => Sampling::Defer,
+    };
+    match (h.trace_id, h.span_id) {
+        (None, None) if h.parent_span_id.is_none() => Parsed::SamplingOnly(sampling),
+        (Some(t), Some(s)) => {
+            let Some(trace_id) = TraceId::parse(t) else {
+                return Parsed::Malformed("x-b3-traceid is not 16 or 32 lower-hex, non-zero");
+            };
+            let Some(span_id) = SpanId::parse(s) else {
+                return Parsed::Malformed("x-b3-spanid is not 16 lower-hex, non-zero");
+            };
+            let parent_span_id = match h.parent_span_id {
+                None => None,
+                Some(p) => match SpanId::parse(p) {
+                    Some(p) => Some(p),
+                    None => {
+                        return Parsed::Malformed("x-b3-parentspanid is not 16 lower-hex, non-zero")
+                    }
+                },
+            };
+            Parsed::Context(TraceContext {
+                trace_id,
+                span_id,
+                parent_span_id,
+                sampling,
+            })
+        }
+        (Some(_), None) => Parsed::Malformed("x-b3-traceid without x-b3-spanid"),
+        (None, _) => Parsed::Malformed("x-b3-spanid or x-b3-parentspanid without x-b3-traceid"),
+    }
+}
+
+/// Parses a `b3` single-header value.
+pub fn parse_single(v: &[u8]) -> Parsed {
+    let sampling_of = |f: &[u8]| match f {
+        b"0" => Some(Sampling::Deny),
+        b"1" => Some(Sampling::Accept),
+        b"d" => Some(Sampling::Debug),
+        _ => None,
+    };
+    let mut fields = v.split(|&c| c == b'-');
+    let (Some(first), second, third, fourth, rest) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return Parsed::Malformed("b3 is empty");
+    };
+    if rest.is_some() {
+        return Parsed::Malformed("b3 has more than four fields");
+    }
+    let Some(second) = second else {
+        // Only a sampling state.
+        return match sampling_of(first) {
+            Some(s) => Parsed::SamplingOnly(s),
+            None => Parsed::Malformed("b3 sampling-only value is not 0, 1 or d"),
+        };
+    };
+    let Some(trace_id) = TraceId::parse(first) else {
+        return Parsed::Malformed("b3 trace id is not 16 or 32 lower-hex, non-zero");
+    };
+    let Some(span_id) = SpanId::parse(second) else {
+        return Parsed::Malformed("b3 span id is not 16 lower-hex, non-zero");
+    };
+    let sampling = match third {
+        None => Sampling::Defer,
+        Some(f) => match sampling_of(f) {
+            Some(s) => s,
+            None => return Parsed::Malformed("b3 sampling state is not 0, 1 or d"),
+        },
+    };
+    let parent_span_id = match fourth {
+        None => None,
+        Some(p) => match SpanId::parse(p) {
+            Some(p) => Some(p),
+            None => return Parsed::Malformed("b3 parent span id is not 16 lower-hex, non-zero"),
+        },
+    };
+    Parsed::Context(TraceContext {
+        trace_id,
+        span_id,
+        parent_span_id,
+        sampling,
+    })
+}
+
+/// The `x-b3-*` headers for `ctx`: (name, Some(value)) to set, (name, None) to remove.
+/// Debug is sent as `X-B3-Flags: 1` without `X-B3-Sampled`, as the spec asks.
+pub fn format_multi(ctx: &TraceContext) -> [(&'static str, Option<String>); 5] {
+    let (sampled, flags) = match ctx.sampling {
+        Sampling::Defer => (None, None),
+        Sampling::Deny => (Some("0".to_string()), None),
+        Sampling::Accept => (Some("1".to_string()), None),
+        Sampling::Debug => (None, Some("1".to_string())),
+    };
+    [
+        (TRACE_ID, Some(ctx.trace_id.to_b3())),
+        (SPAN_ID, Some(ctx.span_id.to_hex())),
+        (PARENT_SPAN_ID, ctx.parent_span_id.map(|p| p.to_hex())),
+        (SAMPLED, sampled),
+        (FLAGS, flags),
+    ]
+}
+
+/// The `b3` single-header value for `ctx`. A deferred decision omits the sampling field, and
+/// with it the parent span id (the grammar has no place for a parent without sampling state).
+pub fn format_single(ctx: &TraceContext) -> String {
+    let mut out = format!("{}-{}", ctx.trace_id.to_b3(), ctx.span_id.to_hex());
+    let state = match ctx.sampling {
+        Sampling::Defer => return out,
+        Sampling::Deny => "0",
+        Sampling::Accept => "1",
+        Sampling::Debug => "d",
+    };
+    out.push('-');
+    out.push_str(state);
+    if let Some(p) = ctx.parent_span_id {
+        out.push('-');
+        out.push_str(&p.to_hex());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T32: &[u8] = b"463ac35c9f6413ad48485a3953bb6124";
+    const T16: &[u8] = b"48485a3953bb6124";
+    const S: &[u8] = b"a2fb4a1d1a96d312";
+    const P: &[u8] = b"0020000000000001";
+
+    fn multi<'a>(t: Option<&'a [u8]>, s: Option<&'a [u8]>) -> MultiHeaders<'a> {
+        MultiHeaders {
+            trace_id: t,
+            span_id: s,
+            ..Default::default()
+        }
+    }
+
+    fn ctx(p: Parsed) -> TraceContext {
+        match p {
+            Parsed::Context(c) => c,
+            other => panic!("expected a context, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn multi_valid_contexts() {
+        let c = ctx(parse_multi(&multi(Some(T32), Some(S))));
+        assert_eq!(c.trace_id.to_b3(), "463ac35c9f6413ad48485a3953bb6124");
+        assert_eq!(c.span_id.to_hex(), "a2fb4a1d1a96d312");
+        assert_eq!(c.sampling, Sampling::Defer);
+        assert_eq!(c.parent_span_id, None);
+
+        let mut h = multi(Some(T16), Some(S));
+        h.parent_span_id = Some(P);
+        h.sampled = Some(b"1");
+        let c = ctx(parse_multi(&h));
+        assert!(!c.trace_id.wide);
+        assert_eq!(c.parent_span_id.unwrap().to_hex(), "0020000000000001");
+        assert_eq!(c.sampling, Sampling::Accept);
+
+        h.sampled = Some(b"0");
+        assert_eq!(ctx(parse_multi(&h)).sampling, Sampling::Deny);
+        h.sampled = Some(b"true");
+        assert_eq!(ctx(parse_multi(&h)).sampling, Sampling::Accept);
+        h.sampled = None;
+        h.flags = Some(b"1");
+        assert_eq!(ctx(parse_multi(&h)).sampling, Sampling::Debug);
+        // Debug implies accept even beside a contradicting sampled header.
+        h.sampled = Some(b"0");
+        assert_eq!(ctx(parse_multi(&h)).sampling, Sampling::Debug);
+    }
+
+    #[test]
+    fn multi_sampling_only() {
+        let h = MultiHeaders {
+            sampled: Some(b"0"),
+            ..Default::default()
+        };
+        assert_eq!(parse_multi(&h), Parsed::SamplingOnly(Sampling::Deny));
+        let h = MultiHeaders {
+            flags: Some(b"1"),
+            ..Default::default()
+        };
+        assert_eq!(parse_multi(&h), Parsed::SamplingOnly(Sampling::Debug));
+        assert_eq!(parse_multi(&MultiHeaders::default()), Parsed::Absent);
+    }
+
+    #[test]
+    fn multi_malformed() {
+        let bad_trace: [&[u8]; 7] = [
+            b"463AC35C9F6413AD48485A3953BB6124",
+            b"463ac35c9f6413ad48485a3953bb612",
+            b"463ac35c9f6413ad48485a3953bb61245",
+            b"00000000000000000000000000000000",
+            b"zzzac35c9f6413ad48485a3953bb6124",
+            b"\xff\xfe",
+            b"",
+        ];
+        for t in bad_trace {
+            assert!(
+                matches!(parse_multi(&multi(Some(t), Some(S))), Parsed::Malformed(_)),
+                "{t:?}"
+            );
+        }
+        for s in [
+            &b"0000000000000000"[..],
+            b"A2FB4A1D1A96D312",
+            b"a2fb4a1d1a96d31",
+        ] {
+            assert!(matches!(
+                parse_multi(&multi(Some(T32), Some(s))),
+                Parsed::Malformed(_)
+            ));
+        }
+        // Trace id alone, span id alone, parent alone.
+        assert!(matches!(
+            parse_multi(&multi(Some(T32), None)),
+            Parsed::Malformed(_)
+        ));
+        assert!(matches!(
+            parse_multi(&multi(None, Some(S))),
+            Parsed::Malformed(_)
+        ));
+        let h = MultiHeaders {
+            parent_span_id: Some(P),
+            ..Default::default()
+        };
+        assert!(matches!(parse_multi(&h), Parsed::Malformed(_)));
+        let mut h = multi(Some(T32), Some(S));
+        h.parent_span_id = Some(b"0000000000000000");
+        assert!(matches!(parse_multi(&h), Parsed::Malformed(_)));
+        let mut h = multi(Some(T32), Some(S));
+        h.sampled = Some(b"2");
+        assert!(matches!(parse_multi(&h), Parsed::Malformed(_)));
+        let mut h = multi(Some(T32), Some(S));
+        h.flags = Some(b"2");
+        assert!(matches!(parse_multi(&h), Parsed::Malformed(_)));
+    }
+
+    #[test]
+    fn single_valid_forms() {
+        let c = ctx(parse_single(
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        ));
+        assert_eq!(c.sampling, Sampling::Accept);
+        assert_eq!(c.parent_span_id.unwrap().to_hex(), "05e3ac9a4f6e3b90");
+        let c = ctx(parse_single(
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1",
+        ));
+        assert_eq!(c.sampling, Sampling::Defer);
+        let c = ctx(parse_single(b"64fe8b2a57d3eff7-e457b5a2e4d86bd1-d"));
+        assert_eq!(c.sampling, Sampling::Debug);
+        assert!(!c.trace_id.wide);
+        assert_eq!(parse_single(b"0"), Parsed::SamplingOnly(Sampling::Deny));
+        assert_eq!(parse_single(b"1"), Parsed::SamplingOnly(Sampling::Accept));
+        assert_eq!(parse_single(b"d"), Parsed::SamplingOnly(Sampling::Debug));
+    }
+
+    #[test]
+    fn single_malformed() {
+        for v in [
+            &b""[..],
+            b"2",
+            b"true",
+            b"80f198ee56343ba864fe8b2a57d3eff7",
+            b"80f198ee56343ba864fe8b2a57d3eff7-",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-x",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b9",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90-1",
+            // Parent without a sampling state is not in the grammar.
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-05e3ac9a4f6e3b90",
+            b"80F198EE56343BA864FE8B2A57D3EFF7-e457b5a2e4d86bd1-1",
+            b"00000000000000000000000000000000-e457b5a2e4d86bd1-1",
+            b"80f198ee56343ba864fe8b2a57d3eff7-0000000000000000-1",
+            b"\xff\xfe-\x00",
+        ] {
+            assert!(matches!(parse_single(v), Parsed::Malformed(_)), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for v in [
+            &b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90"[..],
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1",
+            b"64fe8b2a57d3eff7-e457b5a2e4d86bd1-d",
+            b"64fe8b2a57d3eff7-e457b5a2e4d86bd1-0",
+        ] {
+            let c = ctx(parse_single(v));
+            assert_eq!(format_single(&c).as_bytes(), v);
+            let m = format_multi(&c);
+            let get = |n: &str| {
+                m.iter()
+                    .find(|(k, _)| *k == n)
+                    .and_then(|(_, v)| v.as_deref())
+                    .map(str::as_bytes)
+            };
+            let back = parse_multi(&MultiHeaders {
+                trace_id: get(TRACE_ID),
+                span_id: get(SPAN_ID),
+                parent_span_id: get(PARENT_SPAN_ID),
+                sampled: get(SAMPLED),
+                flags: get(FLAGS),
+            });
+            assert_eq!(back, Parsed::Context(c));
+        }
+    }
+
+    #[test]
+    fn debug_is_sent_as_flags_without_sampled() {
+        let c = ctx(parse_single(b"64fe8b2a57d3eff7-e457b5a2e4d86bd1-d"));
+        let m = format_multi(&c);
+        assert!(m.contains(&(FLAGS, Some("1".into()))));
+        assert!(m.contains(&(SAMPLED, None)));
+    }
+
+    #[test]
+    fn deferred_single_drops_parent() {
+        let mut c = ctx(parse_single(
+            b"64fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        ));
+        c.sampling = Sampling::Defer;
+        assert_eq!(format_single(&c), "64fe8b2a57d3eff7-e457b5a2e4d86bd1");
+    }
+}

@@ -1,0 +1,391 @@
+//! The plugin configuration (Envoy `configuration`, Istio `pluginConfig`): JSON, every field
+//! optional, unknown fields refused, values validated after parsing. Errors name the field.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::context::Format;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which incoming format wins when several valid ones disagree; formats not listed are not
+    /// read. Default: `b3` single before multi (the B3 spec's rule, and Envoy's), then `w3c`.
+    pub precedence: Vec<Format>,
+    /// Formats written on every request.
+    pub outputs: Vec<Format>,
+    /// Share of new traces (no incoming decision) marked sampled, 0–100.
+    pub sampling_percent: f64,
+    /// Response header carrying the trace id back to the caller; `null` turns it off.
+    pub response_header: Option<String>,
+    /// Whether Envoy's own tracer runs on this hop (see README "How it works with Envoy's tracer").
+    pub tracer: TracerMode,
+    pub log: LogConfig,
+    pub workload: WorkloadOverrides,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TracerMode {
+    /// Detect it from the first requests each worker sees (warns once with the setting to use).
+    Auto,
+    /// Envoy's tracer runs on this hop: it owns the ids; the filter keeps headers consistent.
+    Envoy,
+    /// No tracer on this hop: the filter's context is the one that flows.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// One JSON line per request, written when the request completes.
+    pub enabled: bool,
+    pub level: LogLevel,
+    /// Keep the query string in the logged `path`.
+    pub include_query: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Values that take precedence over what Envoy's node metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadOverrides {
+    pub service: Option<String>,
+    pub namespace: Option<String>,
+    pub version: Option<String>,
+    pub workload: Option<String>,
+    pub cluster: Option<String>,
+    pub mesh: Option<String>,
+    pub pod: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            precedence: vec![Format::B3Single, Format::B3Multi, Format::W3c],
+            outputs: vec![Format::B3Multi, Format::W3c],
+            sampling_percent: 100.0,
+            response_header: Some("x-trace-id".to_string()),
+            tracer: TracerMode::Auto,
+            log: LogConfig::default(),
+            workload: WorkloadOverrides::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            enabled: true,
+            level: LogLevel::Info,
+            include_query: false,
+        }
+    }
+}
+
+/// Why a configuration was refused: the field (dotted path) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid plugin configuration: {}", self.reason)
+        } else {
+            write!(
+                f,
+                "invalid plugin configuration: field `{}`: {}",
+                self.field, self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Parses and validates. Empty input (no configuration at all) means the defaults.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Config::default());
+        }
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| err("", format!("not JSON: {e}")))?;
+        let config = deserialize_section::<Config>(&value, "")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        distinct_non_empty(&self.precedence, "precedence")?;
+        distinct_non_empty(&self.outputs, "outputs")?;
+        if !(0.0..=100.0).contains(&self.sampling_percent) {
+            return Err(err("sampling_percent", "must be between 0 and 100"));
+        }
+        if let Some(name) = &self.response_header {
+            if !is_header_name(name) {
+                return Err(err(
+                    "response_header",
+                    format!(
+                        "{name:?} is not a lower-case HTTP header name (use null to turn it off)"
+                    ),
+                ));
+            }
+        }
+        let w = &self.workload;
+        for (field, v) in [
+            ("workload.service", &w.service),
+            ("workload.namespace", &w.namespace),
+            ("workload.version", &w.version),
+            ("workload.workload", &w.workload),
+            ("workload.cluster", &w.cluster),
+            ("workload.mesh", &w.mesh),
+            ("workload.pod", &w.pod),
+        ] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(err(
+                    field,
+                    "must not be empty (leave it out to use node metadata)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many new traces in a million are sampled (integer arithmetic on the request path).
+    pub fn sampling_per_million(&self) -> u32 {
+        (self.sampling_percent * 10_000.0).round() as u32
+    }
+}
+
+fn distinct_non_empty(list: &[Format], field: &str) -> Result<(), ConfigError> {
+    if list.is_empty() {
+        return Err(err(
+            field,
+            "must name at least one of \"b3\", \"b3-single\", \"w3c\"",
+        ));
+    }
+    for (i, f) in list.iter().enumerate() {
+        if list.iter().skip(i + 1).any(|g| g == f) {
+            return Err(err(field, format!("{:?} is listed twice", f.name())));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 token, lower case (Envoy's header maps are lower case), no pseudo-headers.
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
+        })
+}
+
+/// Sections whose fields are themselves objects, so an error inside is reported by full path.
+trait Section: DeserializeOwned {
+    fn nested(_key: &str, _value: &Value, _path: &str) -> Option<ConfigError> {
+        None
+    }
+}
+
+impl Section for Config {
+    fn nested(key: &str, value: &Value, path: &str) -> Option<ConfigError> {
+        match key {
+            "log" => deserialize_section::<LogConfig>(value, path).err(),
+            "workload" => deserialize_section::<WorkloadOverrides>(value, path).err(),
+            _ => None,
+        }
+    }
+}
+impl Section for LogConfig {}
+impl Section for WorkloadOverrides {}
+
+/// Deserializes a section; on failure, finds the field to blame by trying each one alone
+/// (serde_json's own messages say what is wrong but not, for a wrong type, where).
+fn deserialize_section<T: Section>(value: &Value, prefix: &str) -> Result<T, ConfigError> {
+    let section = if prefix.is_empty() {
+        ""
+    } else {
+        prefix.trim_end_matches('.')
+    };
+    // serde would also take a struct from an array; a configuration section is an object.
+    let Some(obj) = value.as_object() else {
+        return Err(err(
+            section,
+            format!("must be a JSON object, not {}", kind(value)),
+        ));
+    };
+    for (key, v) in obj {
+        if let Some(inner) = T::nested(key, v, &format!("{prefix}{key}.")) {
+            return Err(inner);
+        }
+    }
+    let e = match T::deserialize(value) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    for (key, v) in obj {
+        let path = format!("{prefix}{key}");
+        let mut single = Map::new();
+        single.insert(key.clone(), v.clone());
+        if let Err(e) = T::deserialize(Value::Object(single)) {
+            return Err(err(&path, strip_position(&e.to_string())));
+        }
+    }
+    Err(err(section, strip_position(&e.to_string())))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json appends "at line 1 column 0" to errors from a `Value`, which means nothing here.
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(json: &str) -> ConfigError {
+        Config::parse(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn empty_and_braces_are_the_defaults() {
+        assert_eq!(Config::parse(b"").unwrap(), Config::default());
+        assert_eq!(Config::parse(b"  \n").unwrap(), Config::default());
+        assert_eq!(Config::parse(b"{}").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.outputs, vec![Format::B3Multi, Format::W3c]);
+        assert_eq!(d.response_header.as_deref(), Some("x-trace-id"));
+        assert_eq!(d.sampling_per_million(), 1_000_000);
+    }
+
+    #[test]
+    fn every_field_parses() {
+        let c = Config::parse(
+            br#"{"precedence":["w3c","b3"],"outputs":["b3-single"],"sampling_percent":12.5,
+                "response_header":null,"tracer":"envoy",
+                "log":{"enabled":false,"level":"debug","include_query":true},
+                "workload":{"service":"checkout","namespace":"shop","version":"v2","workload":"checkout-v2",
+                            "cluster":"c1","mesh":"m1","pod":"checkout-v2-abc"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.precedence, vec![Format::W3c, Format::B3Multi]);
+        assert_eq!(c.outputs, vec![Format::B3Single]);
+        assert_eq!(c.sampling_per_million(), 125_000);
+        assert_eq!(c.response_header, None);
+        assert_eq!(c.tracer, TracerMode::Envoy);
+        assert!(!c.log.enabled);
+        assert_eq!(c.log.level, LogLevel::Debug);
+        assert_eq!(c.workload.pod.as_deref(), Some("checkout-v2-abc"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = refused(r#"{"sampling":100}"#);
+        assert_eq!(e.field, "sampling");
+        assert!(e.reason.contains("unknown field `sampling`"), "{e}");
+        assert!(
+            e.reason.contains("sampling_percent"),
+            "lists the known fields: {e}"
+        );
+
+        let e = refused(r#"{"outputs":["b3"],"sampling_percent":"all"}"#);
+        assert_eq!(e.field, "sampling_percent");
+        assert!(e.reason.contains("invalid type"), "{e}");
+
+        let e = refused(r#"{"precedence":["b3","zipkin"]}"#);
+        assert_eq!(e.field, "precedence");
+        assert!(e.reason.contains("unknown variant `zipkin`"), "{e}");
+
+        let e = refused(r#"{"log":{"level":"loud"}}"#);
+        assert_eq!(e.field, "log.level");
+        let e = refused(r#"{"log":{"colour":true}}"#);
+        assert_eq!(e.field, "log.colour");
+        let e = refused(r#"{"workload":{"service":5}}"#);
+        assert_eq!(e.field, "workload.service");
+        let e = refused(r#"{"log":[]}"#);
+        assert_eq!(e.field, "log");
+        assert!(e.reason.contains("JSON object"), "{e}");
+        let e = refused(r#"{"tracer":"jaeger"}"#);
+        assert_eq!(e.field, "tracer");
+        assert_eq!(
+            e.to_string(),
+            format!("invalid plugin configuration: field `tracer`: {}", e.reason)
+        );
+    }
+
+    #[test]
+    fn validation_after_parsing() {
+        assert_eq!(
+            refused(r#"{"sampling_percent":101}"#).field,
+            "sampling_percent"
+        );
+        assert_eq!(
+            refused(r#"{"sampling_percent":-1}"#).field,
+            "sampling_percent"
+        );
+        assert_eq!(refused(r#"{"outputs":[]}"#).field, "outputs");
+        assert_eq!(refused(r#"{"precedence":["b3","b3"]}"#).field, "precedence");
+        assert_eq!(
+            refused(r#"{"response_header":"X-Trace-Id"}"#).field,
+            "response_header"
+        );
+        assert_eq!(
+            refused(r#"{"response_header":""}"#).field,
+            "response_header"
+        );
+        assert_eq!(
+            refused(r#"{"response_header":":status"}"#).field,
+            "response_header"
+        );
+        assert_eq!(
+            refused(r#"{"workload":{"service":" "}}"#).field,
+            "workload.service"
+        );
+    }
+
+    #[test]
+    fn not_json_or_not_an_object() {
+        let e = refused("{");
+        assert_eq!(e.field, "");
+        assert!(e.reason.starts_with("not JSON"), "{e}");
+        let e = refused("[1]");
+        assert!(e.reason.contains("JSON object"), "{e}");
+        let e = refused("\"x-trace-id\"");
+        assert!(e.reason.contains("JSON object"), "{e}");
+    }
+}

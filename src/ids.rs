@@ -1,0 +1,216 @@
+//! Trace and span identifiers: strict lower-hex parsing, formatting, generation.
+//!
+//! Both B3 and W3C require lower-case hex and forbid all-zero ids, so one parser serves both.
+
+use std::fmt::Write as _;
+
+/// A trace id. `wide` records whether it arrived as 128 bits: a 64-bit B3 trace id is propagated
+/// in its own width, and left-padded with zeros where a format needs 128 bits (W3C, `x-trace-id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceId {
+    pub value: u128,
+    pub wide: bool,
+}
+
+/// A 64-bit span id (never zero once parsed or generated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanId(pub u64);
+
+impl TraceId {
+    pub fn new_128(value: u128) -> Self {
+        TraceId { value, wide: true }
+    }
+
+    /// Parses 16 or 32 lower-hex characters, refusing all zeros.
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        let wide = match s.len() {
+            32 => true,
+            16 => false,
+            _ => return None,
+        };
+        let value = parse_lower_hex(s)?;
+        (value != 0).then_some(TraceId { value, wide })
+    }
+
+    /// Parses exactly 32 lower-hex characters (W3C), refusing all zeros.
+    pub fn parse_128(s: &[u8]) -> Option<Self> {
+        if s.len() != 32 {
+            return None;
+        }
+        TraceId::parse(s)
+    }
+
+    /// Same trace, whatever width it was written in.
+    pub fn same_trace(&self, other: &TraceId) -> bool {
+        self.value == other.value
+    }
+
+    /// The id in its own width (16 or 32 hex), as B3 carries it.
+    pub fn to_b3(self) -> String {
+        if self.wide {
+            self.to_hex32()
+        } else {
+            hex_u64(self.value as u64)
+        }
+    }
+
+    /// Always 32 hex, zero-padded: W3C `trace-id` and the `x-trace-id` response header.
+    pub fn to_hex32(self) -> String {
+        let mut out = String::with_capacity(32);
+        let _ = write!(out, "{:032x}", self.value);
+        out
+    }
+}
+
+impl SpanId {
+    /// Parses exactly 16 lower-hex characters, refusing all zeros.
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        if s.len() != 16 {
+            return None;
+        }
+        let value = parse_lower_hex(s)?;
+        (value != 0).then_some(SpanId(value as u64))
+    }
+
+    pub fn to_hex(self) -> String {
+        hex_u64(self.0)
+    }
+}
+
+fn hex_u64(v: u64) -> String {
+    let mut out = String::with_capacity(16);
+    let _ = write!(out, "{v:016x}");
+    out
+}
+
+/// Lower-case hex digits only (the specs' HEXDIGLC); at most 32 of them.
+pub(crate) fn parse_lower_hex(s: &[u8]) -> Option<u128> {
+    if s.is_empty() || s.len() > 32 {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for &c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u128::from(d);
+    }
+    Some(v)
+}
+
+/// Source of fresh ids. Implemented by the filter over `rand` (seeded by WASI `random_get`), and
+/// by tests with fixed sequences.
+pub trait IdSource {
+    fn next_u64(&mut self) -> u64;
+
+    /// A 128-bit trace id, never all-zero.
+    fn trace_id(&mut self) -> TraceId {
+        loop {
+            let v = (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64());
+            if v != 0 {
+                return TraceId::new_128(v);
+            }
+        }
+    }
+
+    /// A 64-bit span id, never zero.
+    fn span_id(&mut self) -> SpanId {
+        loop {
+            let v = self.next_u64();
+            if v != 0 {
+                return SpanId(v);
+            }
+        }
+    }
+
+    /// A uniform draw in [0, 1) for sampling decisions.
+    fn unit(&mut self) -> f64 {
+        // 53 random bits: every value exactly representable.
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl<R: rand::RngCore> IdSource for R {
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_widths_and_refuses_the_rest() {
+        let t = TraceId::parse(b"463ac35c9f6413ad48485a3953bb6124").unwrap();
+        assert!(t.wide);
+        assert_eq!(t.to_b3(), "463ac35c9f6413ad48485a3953bb6124");
+        let t = TraceId::parse(b"48485a3953bb6124").unwrap();
+        assert!(!t.wide);
+        assert_eq!(t.to_b3(), "48485a3953bb6124");
+        assert_eq!(t.to_hex32(), "000000000000000048485a3953bb6124");
+        for bad in [
+            &b""[..],
+            b"48485a3953bb612",
+            b"48485a3953bb61245",
+            b"463AC35C9F6413AD48485A3953BB6124",
+            b"0000000000000000",
+            b"00000000000000000000000000000000",
+            b"48485a3953bb612g",
+            b"48485a3953bb612-",
+            b"48485a3953bb 124",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(TraceId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(TraceId::parse_128(b"48485a3953bb6124"), None);
+    }
+
+    #[test]
+    fn span_ids_are_16_lower_hex_non_zero() {
+        assert_eq!(
+            SpanId::parse(b"00f067aa0ba902b7"),
+            Some(SpanId(0x00f067aa0ba902b7))
+        );
+        assert_eq!(SpanId(0xf067aa0ba902b7).to_hex(), "00f067aa0ba902b7");
+        assert_eq!(SpanId::parse(b"0000000000000000"), None);
+        assert_eq!(SpanId::parse(b"00F067AA0BA902B7"), None);
+        assert_eq!(SpanId::parse(b"00f067aa0ba902b"), None);
+        assert_eq!(SpanId::parse(b"463ac35c9f6413ad48485a3953bb6124"), None);
+    }
+
+    struct Zeros(u32);
+    impl IdSource for Zeros {
+        fn next_u64(&mut self) -> u64 {
+            // zeros first, then ones: generation must skip the all-zero ids.
+            self.0 += 1;
+            if self.0 <= 2 {
+                0
+            } else {
+                1
+            }
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_never_zero() {
+        let mut src = Zeros(0);
+        assert_ne!(src.trace_id().value, 0);
+        let mut src = Zeros(0);
+        assert_ne!(src.span_id().0, 0);
+    }
+
+    #[test]
+    fn real_randomness_differs() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::from_os_rng();
+        let a = rng.trace_id();
+        let b = rng.trace_id();
+        assert_ne!(a, b);
+        assert!(a.wide);
+        let u = rng.unit();
+        assert!((0.0..1.0).contains(&u));
+    }
+}

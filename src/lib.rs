@@ -1,0 +1,12 @@
+//! trace-inject: a proxy-wasm HTTP filter that keeps one valid trace context on every request.
+//!
+//! Everything but `filter` (and its host shim) is pure Rust with no host calls, unit-tested
+//! natively; `filter` adapts it to proxy-wasm and is compiled for wasm32 only.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod b3;
+pub mod config;
+pub mod context;
+pub mod ids;
+pub mod propagate;
+pub mod w3c;
