@@ -10,3 +10,8 @@ pub mod context;
 pub mod ids;
 pub mod propagate;
 pub mod w3c;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+#[cfg(target_arch = "wasm32")]
+mod host;

@@ -1,0 +1,233 @@
+//! The host calls this filter makes, each returning a `Result`/`Option` and never panicking.
+//!
+//! proxy-wasm 0.2.5's own wrappers `panic!` on any status they do not expect (and its `String`
+//! accessors `unwrap` UTF-8 conversions), which kills the VM and fails the worker's traffic. These
+//! declare the same ABI imports and turn every status into a value the filter handles.
+
+use std::ptr::null_mut;
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: MetricType,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+}
+
+/// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() || size == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `size` bytes at `data`, allocated by the SDK's allocator as a
+    // `Vec<u8>` of exactly that capacity; ownership passes to us.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: pointer and length of a live &str.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Envoy's current log level for Wasm, so disabled levels cost nothing.
+pub fn log_level() -> Option<u32> {
+    let mut level = 0u32;
+    // SAFETY: `level` outlives the call.
+    (unsafe { proxy_get_log_level(&mut level) } == OK).then_some(level)
+}
+
+pub fn now_nanos() -> Option<u64> {
+    let mut t = 0u64;
+    // SAFETY: `t` outlives the call.
+    (unsafe { proxy_get_current_time_nanoseconds(&mut t) } == OK).then_some(t)
+}
+
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: out-pointers to locals.
+    let status = unsafe {
+        proxy_get_buffer_bytes(
+            BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+            &mut data,
+            &mut size,
+        )
+    };
+    (status == OK).then(|| owned(data, size))
+}
+
+/// A header map as the host serialises it, with accessors that never index out of bounds.
+pub struct HeaderPairs {
+    buf: Vec<u8>,
+    /// (name start, name len, value start, value len) into `buf`.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl HeaderPairs {
+    /// Layout: u32 count, count × (u32 name len, u32 value len), then each name and value
+    /// followed by a NUL. Anything inconsistent ends the list where it stops making sense.
+    fn parse(buf: Vec<u8>) -> HeaderPairs {
+        let u32_at = |at: usize| -> Option<usize> {
+            let b = buf.get(at..at.checked_add(4)?)?;
+            Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
+        };
+        let count = u32_at(0).unwrap_or(0);
+        let mut spans = Vec::with_capacity(count.min(256));
+        let mut data = 4usize.saturating_add(count.saturating_mul(8));
+        for i in 0..count {
+            let (Some(nl), Some(vl)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else {
+                break;
+            };
+            let name_at = data;
+            let value_at = name_at.saturating_add(nl).saturating_add(1);
+            let end = value_at.saturating_add(vl).saturating_add(1);
+            if end > buf.len() {
+                break;
+            }
+            spans.push((name_at, nl, value_at, vl));
+            data = end;
+        }
+        HeaderPairs { buf, spans }
+    }
+
+    /// (name, value) pairs; a name that is not UTF-8 (Envoy's codecs do not allow one) is skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.spans.iter().filter_map(|&(n, nl, v, vl)| {
+            let name = std::str::from_utf8(self.buf.get(n..n + nl)?).ok()?;
+            Some((name, self.buf.get(v..v + vl)?))
+        })
+    }
+}
+
+pub fn header_pairs(map: MapType) -> Option<HeaderPairs> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: out-pointers to locals.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    (status == OK).then(|| HeaderPairs::parse(owned(data, size)))
+}
+
+/// `Ok(None)` when absent; `Err(status)` when the map cannot be read (e.g. request headers
+/// after the request phase).
+pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, u32> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: key pointer/length of a live &str; out-pointers to locals.
+    let status =
+        unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
+    match status {
+        OK => Ok(Some(owned(data, size))),
+        NOT_FOUND => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// Sets (replacing every value of) `name`, or removes it when `value` is `None`.
+pub fn set_header(map: MapType, name: &str, value: Option<&[u8]>) -> bool {
+    // SAFETY: pointers/lengths of live slices.
+    let status = unsafe {
+        match value {
+            Some(v) => {
+                proxy_replace_header_map_value(map, name.as_ptr(), name.len(), v.as_ptr(), v.len())
+            }
+            None => proxy_remove_header_map_value(map, name.as_ptr(), name.len()),
+        }
+    };
+    status == OK
+}
+
+fn property_path(path: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in path.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(p.as_bytes());
+    }
+    out
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let path = property_path(path);
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: path pointer/length of a live Vec; out-pointers to locals.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    (status == OK).then(|| owned(data, size))
+}
+
+/// Writes filter state (`wasm.<name>` in Envoy), readable by access logs and tracing custom tags.
+pub fn set_property(path: &[&str], value: &[u8]) -> bool {
+    let path = property_path(path);
+    // SAFETY: pointers/lengths of live slices.
+    let status =
+        unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+    status == OK
+}
+
+pub fn define_counter(name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: name pointer/length of a live &str; out-pointer to a local.
+    let status =
+        unsafe { proxy_define_metric(MetricType::Counter, name.as_ptr(), name.len(), &mut id) };
+    (status == OK).then_some(id)
+}
+
+pub fn increment(metric: Option<u32>) {
+    if let Some(id) = metric {
+        // SAFETY: plain values.
+        let _ = unsafe { proxy_increment_metric(id, 1) };
+    }
+}
