@@ -1,0 +1,455 @@
+//! Issue "The filter, end to end": the built .wasm in a real Envoy (no tracer on the hop), real
+//! HTTP requests; assertions on what the upstream received and on the response.
+
+mod common;
+use common::*;
+
+const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
+const T16: &str = "48485a3953bb6124";
+const S: &str = "a2fb4a1d1a96d312";
+const P: &str = "0020000000000001";
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn no_headers_gets_a_new_complete_context_and_the_trace_id_back() {
+    let hop = plain_hop("{}");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let r = hop.get("/", &[]);
+        assert_eq!(r.status, 200);
+        let up = hop.upstream();
+        let (trace, _) = assert_valid_context(&up);
+        assert!(is_lower_hex(&trace, 32));
+        assert_eq!(up.header("x-b3-sampled"), Some("1"), "sampled by default");
+        assert_eq!(
+            up.header("x-b3-parentspanid"),
+            None,
+            "a root span has no parent"
+        );
+        assert_eq!(up.header("b3"), None, "b3 single is not a default output");
+        assert_eq!(r.header("x-trace-id").as_deref(), Some(trace.as_str()));
+        assert_eq!(r.headers_named("x-trace-id").len(), 1);
+        assert!(seen.insert(trace), "trace ids differ between requests");
+    }
+    assert_eq!(hop.counter("requests.injected"), 5);
+}
+
+#[test]
+fn valid_contexts_are_propagated_unchanged() {
+    let hop = plain_hop("{}");
+
+    // B3 multi, 128-bit, with parent and sampling: untouched; traceparent derived.
+    let r = hop.get(
+        "/",
+        &[
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-parentspanid", P),
+            ("x-b3-sampled", "1"),
+        ],
+    );
+    let up = hop.upstream();
+    assert_valid_context(&up);
+    assert_eq!(up.header("x-b3-traceid"), Some(T32));
+    assert_eq!(
+        up.header("x-b3-spanid"),
+        Some(S),
+        "no new span id for a valid context"
+    );
+    assert_eq!(up.header("x-b3-parentspanid"), Some(P));
+    assert_eq!(
+        up.header("traceparent"),
+        Some(format!("00-{T32}-{S}-01").as_str())
+    );
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
+
+    // B3 multi, 64-bit: kept 64-bit in B3, left-padded in W3C and x-trace-id.
+    let r = hop.get(
+        "/",
+        &[
+            ("x-b3-traceid", T16),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "0"),
+        ],
+    );
+    let up = hop.upstream();
+    assert_eq!(up.header("x-b3-traceid"), Some(T16));
+    assert_eq!(up.header("x-b3-sampled"), Some("0"));
+    let padded = format!("0000000000000000{T16}");
+    assert_eq!(
+        up.header("traceparent"),
+        Some(format!("00-{padded}-{S}-00").as_str())
+    );
+    assert_eq!(r.header("x-trace-id"), Some(padded));
+
+    // B3 single with debug and parent: kept, and written out as B3 multi (debug = flags 1).
+    let b3 = format!("{T32}-{S}-d-{P}");
+    let r = hop.get("/", &[("b3", &b3)]);
+    let up = hop.upstream();
+    assert_valid_context(&up);
+    assert_eq!(up.header("b3"), Some(b3.as_str()));
+    assert_eq!(up.header("x-b3-traceid"), Some(T32));
+    assert_eq!(up.header("x-b3-parentspanid"), Some(P));
+    assert_eq!(up.header("x-b3-flags"), Some("1"));
+    assert_eq!(
+        up.header("x-b3-sampled"),
+        None,
+        "debug implies sampled: not sent twice"
+    );
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
+
+    // W3C with tracestate: both untouched; B3 derived.
+    let r = hop.get(
+        "/",
+        &[
+            ("traceparent", TP),
+            ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+        ],
+    );
+    let up = hop.upstream();
+    assert_valid_context(&up);
+    assert_eq!(up.header("traceparent"), Some(TP));
+    assert_eq!(
+        up.header("tracestate"),
+        Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+    );
+    assert_eq!(
+        up.header("x-b3-traceid"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(up.header("x-b3-spanid"), Some("00f067aa0ba902b7"));
+    assert_eq!(up.header("x-b3-sampled"), Some("1"));
+    assert_eq!(
+        r.header("x-trace-id").as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+
+    // A future traceparent version is parsed and downgraded to 00.
+    hop.get(
+        "/",
+        &[(
+            "traceparent",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later",
+        )],
+    );
+    assert_eq!(hop.upstream().header("traceparent"), Some(TP));
+
+    // Sampling-only B3 decides the new trace.
+    hop.get("/", &[("b3", "0")]);
+    let up = hop.upstream();
+    assert_valid_context(&up);
+    assert_eq!(up.header("x-b3-sampled"), Some("0"));
+
+    assert_eq!(hop.counter("requests.b3"), 2);
+    assert_eq!(hop.counter("requests.b3_single"), 1);
+    assert_eq!(hop.counter("requests.w3c"), 2);
+    assert_eq!(hop.counter("malformed"), 0);
+}
+
+#[test]
+fn malformed_input_is_replaced_counted_and_never_forwarded() {
+    let hop = plain_hop("{}");
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "short trace id",
+            &[
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb612"),
+                ("x-b3-spanid", S),
+            ],
+        ),
+        (
+            "upper case",
+            &[
+                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
+                ("x-b3-spanid", S),
+            ],
+        ),
+        (
+            "all-zero trace id",
+            &[
+                ("x-b3-traceid", "00000000000000000000000000000000"),
+                ("x-b3-spanid", S),
+            ],
+        ),
+        (
+            "all-zero span id",
+            &[("x-b3-traceid", T32), ("x-b3-spanid", "0000000000000000")],
+        ),
+        (
+            "non-hex",
+            &[
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb612z"),
+                ("x-b3-spanid", S),
+            ],
+        ),
+        ("trace id alone", &[("x-b3-traceid", T32)]),
+        (
+            "bad sampled",
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("x-b3-sampled", "yes"),
+            ],
+        ),
+        (
+            "bad b3 single",
+            &[("b3", "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-x")],
+        ),
+        (
+            "b3 single upper",
+            &[("b3", "463AC35C9F6413AD48485A3953BB6124-A2FB4A1D1A96D312-1")],
+        ),
+        (
+            "traceparent ff",
+            &[(
+                "traceparent",
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+        ),
+        (
+            "traceparent zero trace",
+            &[(
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )],
+        ),
+        (
+            "traceparent zero parent",
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            )],
+        ),
+        (
+            "traceparent upper",
+            &[(
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            )],
+        ),
+        (
+            "traceparent long 00",
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            )],
+        ),
+        (
+            "traceparent garbage",
+            &[
+                ("traceparent", "hello"),
+                ("tracestate", "congo=t61rcWkgMzE"),
+            ],
+        ),
+    ];
+    for (i, (what, headers)) in cases.iter().enumerate() {
+        let r = hop.get("/", headers);
+        assert_eq!(r.status, 200, "{what}");
+        let up = hop.upstream();
+        let (trace, span) = assert_valid_context(&up);
+        for (name, bad) in headers.iter() {
+            for v in up.headers_named(name) {
+                assert_ne!(v, *bad, "{what}: malformed {name} forwarded");
+            }
+        }
+        assert_ne!(
+            trace,
+            format!("{T32}"),
+            "{what}: a new trace, not the malformed one"
+        );
+        assert_ne!(span, S, "{what}");
+        assert_eq!(up.header("b3"), None, "{what}: malformed b3 removed");
+        assert_eq!(
+            up.header("tracestate"),
+            None,
+            "{what}: tracestate of an invalid traceparent dropped"
+        );
+        assert_eq!(r.header("x-trace-id"), Some(trace), "{what}");
+        assert_eq!(hop.counter("malformed"), i as u64 + 1, "{what}: counted");
+    }
+    assert_eq!(hop.counter("requests.repaired"), cases.len() as u64);
+    // The debug log names what was replaced (the log file is flushed every 50 ms).
+    for needle in [
+        "replaced malformed x-b3-*: x-b3-traceid is not 16 or 32 lower-hex",
+        "replaced malformed traceparent: traceparent version ff is forbidden",
+        "replaced malformed b3: b3 sampling state is not 0, 1 or d",
+    ] {
+        hop.envoy
+            .wait_for_log(needle, std::time::Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{needle}: {e}"));
+    }
+}
+
+#[test]
+fn non_utf8_bytes_never_break_the_filter() {
+    let hop = plain_hop("{}");
+    let names: [&[u8]; 8] = [
+        b"x-b3-traceid",
+        b"x-b3-spanid",
+        b"x-b3-parentspanid",
+        b"x-b3-sampled",
+        b"x-b3-flags",
+        b"b3",
+        b"traceparent",
+        b"tracestate",
+    ];
+    for name in names {
+        let r = hop.get_raw("/", &[(name, b"\xff\xfe"), (b"x-b3-spanid", S.as_bytes())]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(name));
+        assert_valid_context(&hop.upstream());
+        assert!(r.header("x-trace-id").is_some());
+    }
+    // The issue's exact case, then ordinary traffic on the same worker.
+    let r = hop.get_raw("/", &[(b"x-b3-traceid", b"\xff\xfe")]);
+    assert_eq!(r.status, 200);
+    for _ in 0..3 {
+        let r = hop.get("/", &[]);
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("x-trace-id").is_some(),
+            "later requests still filtered"
+        );
+    }
+    assert!(
+        !hop.envoy.log().contains("panicked"),
+        "no panic in Envoy's log"
+    );
+}
+
+#[test]
+fn conflicting_formats_follow_the_precedence() {
+    let headers = [
+        ("x-b3-traceid", T32),
+        ("x-b3-spanid", S),
+        ("x-b3-sampled", "1"),
+        ("traceparent", TP),
+    ];
+    let hop = plain_hop("{}");
+    let r = hop.get("/", &headers);
+    let up = hop.upstream();
+    assert_valid_context(&up);
+    assert_eq!(up.header("x-b3-traceid"), Some(T32), "B3 first by default");
+    assert_eq!(
+        up.header("traceparent"),
+        Some(format!("00-{T32}-{S}-01").as_str())
+    );
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
+    // b3 single beats multi (the B3 spec's rule).
+    let b3 = format!(
+        "{}-{}-1",
+        "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1"
+    );
+    hop.get(
+        "/",
+        &[("b3", &b3), ("x-b3-traceid", T32), ("x-b3-spanid", S)],
+    );
+    let up = hop.upstream();
+    assert_eq!(
+        up.header("x-b3-traceid"),
+        Some("80f198ee56343ba864fe8b2a57d3eff7")
+    );
+    assert_eq!(up.header("x-b3-spanid"), Some("e457b5a2e4d86bd1"));
+    assert_eq!(up.headers_named("x-b3-traceid").len(), 1);
+    assert_eq!(hop.counter("conflicts"), 2);
+    drop(hop);
+
+    let hop = plain_hop(r#"{"precedence": ["w3c", "b3-single", "b3"]}"#);
+    let r = hop.get("/", &headers);
+    let up = hop.upstream();
+    assert_valid_context(&up);
+    assert_eq!(up.header("traceparent"), Some(TP));
+    assert_eq!(
+        up.header("x-b3-traceid"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(
+        r.header("x-trace-id").as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+}
+
+#[test]
+fn envoy_local_replies_carry_the_trace_id() {
+    let hop = plain_hop("{}");
+    let r = hop.get("/", &[("host", "not-routed.example")]);
+    assert_eq!(r.status, 404);
+    assert!(is_lower_hex(
+        &r.header("x-trace-id").expect("x-trace-id on 404"),
+        32
+    ));
+    let r = hop.get("/unavailable", &[("x-b3-traceid", T32), ("x-b3-spanid", S)]);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
+    // An upstream error status passes through with the id too.
+    let r = hop.get("/status/500", &[]);
+    assert_eq!(r.status, 500);
+    assert!(r.header("x-trace-id").is_some());
+}
+
+#[test]
+fn configuration_changes_outputs_sampling_and_response_header() {
+    let hop = plain_hop(
+        r#"{"outputs": ["b3-single", "w3c"], "sampling_percent": 0, "response_header": "x-request-trace"}"#,
+    );
+    let r = hop.get("/", &[]);
+    let up = hop.upstream();
+    assert_eq!(up.header("x-b3-traceid"), None, "B3 multi not an output");
+    let b3 = up.header("b3").expect("b3 single written").to_string();
+    let tp = up
+        .header("traceparent")
+        .expect("traceparent written")
+        .to_string();
+    let f: Vec<&str> = b3.split('-').collect();
+    assert_eq!(f.len(), 3, "{b3}");
+    assert_eq!(f[2], "0", "sampling_percent 0: not sampled");
+    assert_eq!(tp, format!("00-{}-{}-00", f[0], f[1]));
+    assert_eq!(r.header("x-request-trace").as_deref(), Some(f[0]));
+    assert_eq!(r.header("x-trace-id"), None);
+    drop(hop);
+
+    let hop = plain_hop(r#"{"response_header": null}"#);
+    let r = hop.get("/", &[]);
+    assert_eq!(r.header("x-trace-id"), None, "turned off");
+    assert_valid_context(&hop.upstream());
+}
+
+#[test]
+fn a_bad_plugin_config_is_refused_with_one_line_naming_the_field() {
+    for (config, needle) in [
+        (
+            r#"{"sampling": 100}"#,
+            "field `sampling`: unknown field `sampling`",
+        ),
+        (
+            r#"{"sampling_percent": "all"}"#,
+            "field `sampling_percent`: invalid type: string \"all\"",
+        ),
+        (
+            r#"{"sampling_percent": 250}"#,
+            "field `sampling_percent`: must be between 0 and 100",
+        ),
+        (
+            r#"{"log": {"level": "loud"}}"#,
+            "field `log.level`: unknown variant `loud`",
+        ),
+        (r#"not json"#, "invalid plugin configuration: not JSON"),
+    ] {
+        let echo = EchoServer::start();
+        let err = match builder("envoy.yaml", 10000, 8080, free_port(), echo.port(), config).start()
+        {
+            Ok(_) => panic!("Envoy accepted the bad plugin config {config}"),
+            Err(e) => e,
+        };
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("invalid plugin configuration"))
+            .collect();
+        assert_eq!(lines.len(), 1, "one line for {config}: {err}");
+        assert!(lines[0].contains(needle), "{config}: {}", lines[0]);
+        assert!(
+            lines[0].contains("[error][wasm]"),
+            "logged at error: {}",
+            lines[0]
+        );
+    }
+}
