@@ -1,0 +1,24 @@
+//! Native helpers for trying and testing trace-inject, used by the e2e tests (as a library) and by
+//! `make run` / `make traces` (the `trace-inject-devtools` binary):
+//!
+//! - [`EchoServer`]: an upstream that answers every request with the headers it received.
+//! - [`Collector`]: an in-memory Zipkin v2 collector (what Envoy's Zipkin tracer posts to).
+//! - [`tree`]: traces rendered as indented trees for the terminal.
+//! - [`envoy`]: a harness that runs a real Envoy on a config file for one test.
+//! - [`http`]: a raw HTTP/1.1 client that sends header bytes exactly as given.
+//!
+//! The servers listen on 127.0.0.1 only; only the trace viewer may talk to another host.
+
+pub mod collector;
+pub mod echo;
+pub mod envoy;
+pub mod http;
+mod server;
+pub mod tree;
+pub mod zipkin;
+
+pub use collector::Collector;
+pub use echo::{EchoServer, RecordedRequest};
+pub use envoy::{free_port, Envoy, EnvoyBuilder};
+pub use http::{request, request_with_body, Response};
+pub use zipkin::Span;

@@ -1,0 +1,211 @@
+//! `trace-inject-devtools`: the echo upstream, the Zipkin collector and the trace viewer as
+//! commands, for `make run` and `make traces`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use trace_inject_devtools::{http, tree, zipkin, Collector, EchoServer, Span};
+
+const USAGE: &str = "\
+usage: trace-inject-devtools <command> [options]
+
+commands:
+  echo [--port N] [-q]        echo upstream on 127.0.0.1:N (default 8080): answers 200 with
+                              {\"method\",\"path\",\"headers\":[[name,value],...]};
+                              /status/NNN answers status NNN
+  collector [--port N] [-q]   Zipkin v2 collector on 127.0.0.1:N (default 9411), in memory:
+                              POST /api/v2/spans, GET /api/v2/services, /api/v2/traces,
+                              /api/v2/trace/{id}
+  traces [--collector URL] [--limit N] [--service NAME] [--id TRACEID] [--no-color]
+                              print traces from a Zipkin API (default http://127.0.0.1:9411,
+                              10 newest traces) as trees, newest last
+  help                        this text
+
+-q: do not log each request on stderr. NO_COLOR (or output not a terminal) disables colour.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("echo") => serve_echo(&args[1..]),
+        Some("collector") => serve_collector(&args[1..]),
+        Some("traces") => traces(&args[1..]),
+        Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trace-inject-devtools: {}", e.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Options as `--name value`, `--name=value` or bare flags; `known` lists which take a value.
+struct Opts {
+    values: Vec<(String, String)>,
+    flags: Vec<String>,
+}
+
+impl Opts {
+    fn parse(args: &[String], with_value: &[&str], flags: &[&str]) -> Result<Opts, String> {
+        let mut o = Opts {
+            values: Vec::new(),
+            flags: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let (name, inline) = match a.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+                _ => (a.as_str(), None),
+            };
+            if with_value.contains(&name) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .ok_or_else(|| format!("{name} needs a value"))?
+                        .clone(),
+                };
+                o.values.push((name.to_string(), v));
+            } else if flags.contains(&name) && inline.is_none() {
+                o.flags.push(name.to_string());
+            } else {
+                return Err(format!("unexpected argument {a:?}\n\n{USAGE}"));
+            }
+        }
+        Ok(o)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{name}: not a number: {v:?}")),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+}
+
+fn serve_echo(args: &[String]) -> Result<(), String> {
+    let o = Opts::parse(args, &["--port"], &["-q", "--quiet"])?;
+    let port: u16 = o.number("--port", 8080)?;
+    let echo = EchoServer::bind(&format!("127.0.0.1:{port}"))
+        .map_err(|e| format!("echo: bind 127.0.0.1:{port}: {e}"))?;
+    echo.set_logging(!(o.flag("-q") || o.flag("--quiet")));
+    eprintln!(
+        "echo upstream listening on http://127.0.0.1:{}",
+        echo.port()
+    );
+    echo.wait();
+    Ok(())
+}
+
+fn serve_collector(args: &[String]) -> Result<(), String> {
+    let o = Opts::parse(args, &["--port"], &["-q", "--quiet"])?;
+    let port: u16 = o.number("--port", 9411)?;
+    let c = Collector::bind(&format!("127.0.0.1:{port}"))
+        .map_err(|e| format!("collector: bind 127.0.0.1:{port}: {e}"))?;
+    c.set_logging(!(o.flag("-q") || o.flag("--quiet")));
+    eprintln!(
+        "Zipkin v2 collector listening on http://127.0.0.1:{} (POST /api/v2/spans)",
+        c.port()
+    );
+    c.wait();
+    Ok(())
+}
+
+fn traces(args: &[String]) -> Result<(), String> {
+    let o = Opts::parse(
+        args,
+        &["--collector", "--limit", "--id", "--service"],
+        &["--no-color"],
+    )?;
+    let base = o
+        .get("--collector")
+        .unwrap_or("http://127.0.0.1:9411")
+        .trim_end_matches('/');
+    let limit: usize = o.number("--limit", 10)?;
+    let color = !o.flag("--no-color")
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal();
+    let fetch = |path: &str| -> Result<Option<serde_json::Value>, String> {
+        let url = format!("{base}{path}");
+        let r = http::get_url(&url)
+            .map_err(|e| format!("{e}\n(is the collector running? `make run` starts one)"))?;
+        match r.status {
+            200 => serde_json::from_slice(&r.body)
+                .map(Some)
+                .map_err(|e| format!("GET {url}: not JSON: {e}")),
+            404 => Ok(None),
+            s => Err(format!("GET {url}: {s} {}", r.text().trim())),
+        }
+    };
+    let decode = |v: serde_json::Value| -> Result<Vec<Span>, String> {
+        serde_json::from_value(v).map_err(|e| format!("unexpected span JSON: {e}"))
+    };
+
+    let mut traces: Vec<Vec<Span>> = Vec::new();
+    if let Some(id) = o.get("--id") {
+        let id = zipkin::normalize_trace_id_lenient(id).map_err(|e| format!("--id: {e}"))?;
+        match fetch(&format!("/api/v2/trace/{id}"))? {
+            Some(v) => traces.push(decode(v)?),
+            None => return Err(format!("trace {id} not found at {base}")),
+        }
+    } else {
+        let mut path = format!("/api/v2/traces?limit={limit}");
+        if let Some(s) = o.get("--service") {
+            path += &format!("&serviceName={}", encode(s));
+        }
+        let v = fetch(&path)?.ok_or_else(|| format!("{base}/api/v2/traces: 404"))?;
+        let serde_json::Value::Array(list) = v else {
+            return Err(format!("{base}/api/v2/traces: not a JSON array"));
+        };
+        for t in list {
+            traces.push(decode(t)?);
+        }
+        // The API gives newest first; newest last leaves it next to the prompt.
+        traces.reverse();
+    }
+    if traces.is_empty() {
+        println!("no traces at {base} yet (Envoy posts spans about every 5 s)");
+        return Ok(());
+    }
+    print!("{}", tree::render_traces(&traces, color));
+    if o.get("--id").is_none() {
+        let n = traces.len();
+        println!(
+            "\n{n} trace{} from {base}, newest last",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
