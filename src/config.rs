@@ -21,6 +21,9 @@ pub struct Config {
     pub response_header: Option<String>,
     /// Whether Envoy's own tracer runs on this hop (see README "How it works with Envoy's tracer").
     pub tracer: TracerMode,
+    /// The `trace_context_option` of Envoy's Zipkin tracer on this hop (`USE_B3`, Envoy's and
+    /// Istio's default, or `USE_B3_WITH_W3C_PROPAGATION`): whether it joins a `traceparent`.
+    pub envoy_trace_context_option: TraceContextOption,
     pub log: LogConfig,
     pub workload: WorkloadOverrides,
 }
@@ -34,6 +37,13 @@ pub enum TracerMode {
     Envoy,
     /// No tracer on this hop: the filter's context is the one that flows.
     None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+pub enum TraceContextOption {
+    USE_B3,
+    USE_B3_WITH_W3C_PROPAGATION,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -77,6 +87,7 @@ impl Default for Config {
             sampling_percent: 100.0,
             response_header: Some("x-trace-id".to_string()),
             tracer: TracerMode::Auto,
+            envoy_trace_context_option: TraceContextOption::USE_B3,
             log: LogConfig::default(),
             workload: WorkloadOverrides::default(),
         }
@@ -297,7 +308,7 @@ mod tests {
     fn every_field_parses() {
         let c = Config::parse(
             br#"{"precedence":["w3c","b3"],"outputs":["b3-single"],"sampling_percent":12.5,
-                "response_header":null,"tracer":"envoy",
+                "response_header":null,"tracer":"envoy","envoy_trace_context_option":"USE_B3_WITH_W3C_PROPAGATION",
                 "log":{"enabled":false,"level":"debug","include_query":true},
                 "workload":{"service":"checkout","namespace":"shop","version":"v2","workload":"checkout-v2",
                             "cluster":"c1","mesh":"m1","pod":"checkout-v2-abc"}}"#,
@@ -308,6 +319,10 @@ mod tests {
         assert_eq!(c.sampling_per_million(), 125_000);
         assert_eq!(c.response_header, None);
         assert_eq!(c.tracer, TracerMode::Envoy);
+        assert_eq!(
+            c.envoy_trace_context_option,
+            TraceContextOption::USE_B3_WITH_W3C_PROPAGATION
+        );
         assert!(!c.log.enabled);
         assert_eq!(c.log.level, LogLevel::Debug);
         assert_eq!(c.workload.pod.as_deref(), Some("checkout-v2-abc"));

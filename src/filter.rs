@@ -9,10 +9,14 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::config::Config;
+use crate::config::{Config, LogLevel as ConfigLogLevel, TraceContextOption, TracerMode};
+use crate::context::{Format, Parsed, TraceContext};
 use crate::host;
 use crate::ids::{IdSource, TraceId};
-use crate::propagate::{self, Source, TraceHeaders};
+use crate::log_record::{loggable_path, LogRecord};
+use crate::propagate::{self, Decision, Hop, Source, TraceHeaders};
+use crate::workload::{NodeInfo, Workload};
+use crate::{b3, w3c};
 
 proxy_wasm::main! {{
     let _ = log::set_logger(&HOST_LOGGER);
@@ -27,6 +31,7 @@ struct Metrics {
     malformed: Option<u32>,
     conflicts: Option<u32>,
     config_rejected: Option<u32>,
+    tracer_detected: Option<u32>,
 }
 
 impl Metrics {
@@ -43,6 +48,7 @@ impl Metrics {
             malformed: c("malformed"),
             conflicts: c("conflicts"),
             config_rejected: c("config_rejected"),
+            tracer_detected: c("tracer_detected"),
         }
     }
 
@@ -86,21 +92,65 @@ impl IdSource for &Ids {
     }
 }
 
+/// Whether Envoy's tracer runs on this hop, as far as this VM knows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HopState {
+    /// `tracer: auto`, nothing seen yet.
+    Unknown,
+    /// `tracer: none`, or `auto` after a request went upstream with the filter's ids intact.
+    Plain,
+    /// `tracer: envoy`, or `auto` after Envoy's tracer was seen replacing the filter's ids.
+    Tracer,
+}
+
 /// What every HTTP context of this plugin shares.
 struct Shared {
     config: Config,
     metrics: Metrics,
     ids: Ids,
+    workload: Workload,
+    hop: Cell<HopState>,
 }
 
+impl Shared {
+    fn reads_w3c(&self) -> bool {
+        self.config.envoy_trace_context_option == TraceContextOption::USE_B3_WITH_W3C_PROPAGATION
+    }
+
+    fn log_level(&self) -> log::Level {
+        match self.config.log.level {
+            ConfigLogLevel::Trace => log::Level::Trace,
+            ConfigLogLevel::Debug => log::Level::Debug,
+            ConfigLogLevel::Info => log::Level::Info,
+            ConfigLogLevel::Warn => log::Level::Warn,
+            ConfigLogLevel::Error => log::Level::Error,
+        }
+    }
+
+    /// Auto-detection saw Envoy's tracer replace this filter's ids: once per VM, say so.
+    fn tracer_detected(&self) {
+        if self.hop.replace(HopState::Tracer) == HopState::Tracer {
+            return;
+        }
+        host::increment(self.metrics.tracer_detected);
+        log::warn!(
+            "Envoy's tracer runs on this hop and replaced the ids this filter wrote: set \"tracer\": \"envoy\" (and \"envoy_trace_context_option\" to the Zipkin tracer's trace_context_option) in the plugin configuration; until a worker has seen this, \"auto\" may report a trace id the collector never receives"
+        );
+    }
+}
+
+/// Reads a property under Envoy's `xds.node` (older Envoys: `node`) as UTF-8.
+fn node_property(path: &[&str]) -> Option<String> {
+    let read = |prefix: &[&str]| {
+        let full: Vec<&str> = prefix.iter().chain(path).copied().collect();
+        host::property(&full).and_then(|b| String::from_utf8(b).ok())
+    };
+    read(&["xds", "node"]).or_else(|| read(&["node"]))
+}
+
+#[derive(Default)]
 struct Root {
     shared: Option<Rc<Shared>>,
-}
-
-impl Default for Root {
-    fn default() -> Self {
-        Root { shared: None }
-    }
 }
 
 impl Context for Root {}
@@ -120,6 +170,21 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let workload = Workload::resolve(&NodeInfo::read(node_property), &config.workload);
+        log::info!(
+            "configured: service={} namespace={} version={} workload={} cluster={} tracer={:?}",
+            workload.service,
+            workload.namespace,
+            workload.version,
+            workload.workload,
+            workload.cluster,
+            config.tracer
+        );
+        let hop = Cell::new(match config.tracer {
+            TracerMode::Auto => HopState::Unknown,
+            TracerMode::None => HopState::Plain,
+            TracerMode::Envoy => HopState::Tracer,
+        });
         let ids = match self.shared.take() {
             // A reconfiguration keeps the seeded generator.
             Some(old) => match Rc::try_unwrap(old) {
@@ -132,6 +197,8 @@ impl RootContext for Root {
             config,
             metrics,
             ids,
+            workload,
+            hop,
         }));
         true
     }
@@ -140,7 +207,9 @@ impl RootContext for Root {
         let shared = self.shared.clone()?;
         Some(Box::new(Request {
             shared,
-            trace_id: None,
+            decision: None,
+            report: None,
+            checks_hop: false,
         }))
     }
 
@@ -152,7 +221,11 @@ impl RootContext for Root {
 struct Request {
     shared: Rc<Shared>,
     /// Kept from the request phase: request headers cannot be read in the response phase.
-    trace_id: Option<TraceId>,
+    decision: Option<Decision>,
+    /// The trace id the caller is told (see `Decision::report`).
+    report: Option<TraceId>,
+    /// `auto` mode, hop not known yet: `on_log` checks whether the ids were replaced.
+    checks_hop: bool,
 }
 
 impl Context for Request {}
@@ -163,10 +236,25 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let shared = &*self.shared;
-        let decision = {
-            let headers = TraceHeaders::collect(pairs.iter());
-            propagate::decide(&headers, &shared.config, &mut &shared.ids)
+        let headers = TraceHeaders::collect(pairs.iter());
+        let state = shared.hop.get();
+        let hop = match state {
+            HopState::Tracer => Hop::Tracer {
+                reads_w3c: shared.reads_w3c(),
+            },
+            HopState::Plain | HopState::Unknown => Hop::Plain,
         };
+        let decision = propagate::decide_for_hop(&headers, &shared.config, hop, &mut &shared.ids);
+        self.report = match state {
+            // A tracer may run here (Envoy marked the request id as traced): only an id that holds
+            // either way.
+            HopState::Unknown if headers.tracer_hint() => {
+                propagate::report_either_way(&decision, &headers, shared.reads_w3c())
+            }
+            _ => decision.report,
+        };
+        self.checks_hop = state == HopState::Unknown;
+        drop(headers);
         for edit in &decision.edits {
             host::set_header(
                 MapType::HttpRequestHeaders,
@@ -187,12 +275,18 @@ impl HttpContext for Request {
         if decision.conflict {
             host::increment(m.conflicts);
         }
-        self.trace_id = Some(decision.context.trace_id);
+        if state != HopState::Plain {
+            // Span tags: Envoy's tracing custom tags read these as %FILTER_STATE(wasm.trace_inject.*:PLAIN)%.
+            for (name, value) in shared.workload.fields().iter().take(5) {
+                host::set_property(&[&format!("trace_inject.{name}")], value.as_bytes());
+            }
+        }
+        self.decision = Some(decision);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(name), Some(trace_id)) = (&self.shared.config.response_header, self.trace_id)
+        let (Some(name), Some(trace_id)) = (&self.shared.config.response_header, self.report)
         else {
             return Action::Continue;
         };
@@ -203,6 +297,111 @@ impl HttpContext for Request {
         }
         Action::Continue
     }
+
+    fn on_log(&mut self) {
+        let shared = Rc::clone(&self.shared);
+        let log_enabled = shared.config.log.enabled && log::log_enabled!(shared.log_level());
+        if !log_enabled && !self.checks_hop {
+            return;
+        }
+        let Some(decision) = &self.decision else {
+            return;
+        };
+        // In on_log the request headers are the final ones: with Envoy's tracer, its ids.
+        let pairs = host::header_pairs(MapType::HttpRequestHeaders);
+        let headers = pairs
+            .as_ref()
+            .map(|p| TraceHeaders::collect(p.iter()))
+            .unwrap_or_default();
+        let carried = carried_context(&headers);
+        if self.checks_hop && shared.hop.get() == HopState::Unknown {
+            self.check_hop(decision, carried.as_ref());
+        }
+        if !log_enabled {
+            return;
+        }
+        let (trace_id, span_id, sampled) = match carried {
+            Some(c) => (
+                Some(c.trace_id.to_hex32()),
+                Some(c.span_id.to_hex()),
+                c.sampling.decision(),
+            ),
+            None => (self.report.map(TraceId::to_hex32), None, None),
+        };
+        let (method, path) = pairs
+            .as_ref()
+            .map(|p| {
+                let mut method = None;
+                let mut path = None;
+                for (n, v) in p.iter() {
+                    match n {
+                        ":method" => method = std::str::from_utf8(v).ok(),
+                        ":path" => path = std::str::from_utf8(v).ok(),
+                        _ => {}
+                    }
+                }
+                (method, path)
+            })
+            .unwrap_or_default();
+        let status = host::property(&["response", "code"]).and_then(|b| le_u64(&b));
+        let duration_ms = host::property(&["request", "duration"])
+            .and_then(|b| le_u64(&b))
+            .map(|ns| ns as f64 / 1e6);
+        let upstream_cluster = host::property(&["xds", "cluster_name"]);
+        let record = LogRecord {
+            trace_id,
+            span_id,
+            sampled,
+            context: decision.source.name(),
+            workload: &shared.workload,
+            method,
+            path: path.map(|p| loggable_path(p, shared.config.log.include_query)),
+            status,
+            duration_ms,
+            upstream_cluster: upstream_cluster
+                .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok()),
+        };
+        log::log!(shared.log_level(), "{}", record.to_json());
+    }
+}
+
+impl Request {
+    /// `auto`: if the request went upstream and its B3 ids are not the ones this filter left,
+    /// Envoy's tracer replaced them; if they are, and the filter had started the trace (a tracer
+    /// would have started its own), there is no tracer.
+    fn check_hop(&self, decision: &Decision, carried: Option<&TraceContext>) {
+        let Some(carried) = carried else {
+            return;
+        };
+        let left = decision.context;
+        if carried.span_id != left.span_id || !carried.trace_id.same_trace(&left.trace_id) {
+            self.shared.tracer_detected();
+        } else if decision.source == Source::Injected
+            && host::property(&["upstream", "address"]).is_some()
+        {
+            self.shared.hop.set(HopState::Plain);
+        }
+    }
+}
+
+/// The context the request left with: `b3` first (Envoy's tracer writes it back where it came
+/// in), then `x-b3-*`, then `traceparent`.
+fn carried_context(h: &TraceHeaders) -> Option<TraceContext> {
+    let from = |f: Format| match f {
+        Format::B3Single => h.b3_single.map(b3::parse_single),
+        Format::B3Multi => Some(b3::parse_multi(&h.b3)),
+        Format::W3c => h.traceparent.map(|v| w3c::parse(v).0),
+    };
+    Format::ALL.into_iter().find_map(|f| match from(f) {
+        Some(Parsed::Context(c)) => Some(c),
+        _ => None,
+    })
+}
+
+/// Envoy serialises integer properties as 8 little-endian bytes.
+fn le_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(<[u8; 8]>::try_from(b).ok()?))
 }
 
 fn level_filter(envoy_level: u32) -> log::LevelFilter {

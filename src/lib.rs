@@ -7,9 +7,12 @@
 pub mod b3;
 pub mod config;
 pub mod context;
+pub mod envoy_tracer;
 pub mod ids;
+pub mod log_record;
 pub mod propagate;
 pub mod w3c;
+pub mod workload;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

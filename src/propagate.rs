@@ -4,6 +4,7 @@
 use crate::b3::{self, MultiHeaders};
 use crate::config::Config;
 use crate::context::{Format, Parsed, Sampling, TraceContext};
+use crate::envoy_tracer;
 use crate::ids::{IdSource, TraceId};
 use crate::w3c;
 
@@ -18,6 +19,7 @@ pub struct TraceHeaders<'a> {
     pub traceparent: Option<&'a [u8]>,
     pub traceparent_repeated: bool,
     pub tracestate: Vec<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
 }
 
 impl<'a> TraceHeaders<'a> {
@@ -56,6 +58,8 @@ impl<'a> TraceHeaders<'a> {
                 first(&mut h.traceparent, value, &mut h.traceparent_repeated);
             } else if is(w3c::TRACESTATE) {
                 h.tracestate.push(value);
+            } else if is("x-request-id") {
+                h.request_id = Some(value);
             }
         }
         h
@@ -111,6 +115,71 @@ pub struct Decision {
     pub malformed: Vec<(&'static str, &'static str)>,
     /// Valid formats disagreed; the one first in `precedence` won.
     pub conflict: bool,
+    /// The trace id the caller may be told: the trace this request's spans end up in (or, where
+    /// no span is made on this hop, the one the next hop joins). `None` when it cannot be known
+    /// before the response (Envoy's tracer starts a new trace).
+    pub report: Option<TraceId>,
+}
+
+/// What runs on this hop besides the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hop {
+    /// No tracer: the filter's context is the one that flows.
+    Plain,
+    /// Envoy's Zipkin tracer; `reads_w3c` is its `USE_B3_WITH_W3C_PROPAGATION` option.
+    Tracer { reads_w3c: bool },
+}
+
+/// `decide`, for the hop as it is. Where Envoy's tracer makes a span, its router writes the ids
+/// (after this filter ran): the filter then writes no ids of its own, only removes headers that
+/// would contradict the tracer's, and reports the trace id only when it knows it.
+pub fn decide_for_hop(
+    h: &TraceHeaders,
+    cfg: &Config,
+    hop: Hop,
+    ids: &mut impl IdSource,
+) -> Decision {
+    let mut d = decide(h, cfg, ids);
+    let Hop::Tracer { reads_w3c } = hop else {
+        return d;
+    };
+    let prediction = envoy_tracer::predict(h, reads_w3c);
+    if prediction.outcome == envoy_tracer::Outcome::NoSpan {
+        // No span, nothing injected: the filter's (repaired) context is what flows.
+        return d;
+    }
+    d.report = prediction.outcome.trace_id().map(TraceId::new_128);
+    let mut edits = Vec::new();
+    if prediction.writes_b3_single {
+        // The router rewrites `b3` only; `x-b3-*` would be left stale.
+        if !h.b3.is_empty() {
+            remove_format(Format::B3Multi, &mut edits);
+        }
+    } else if h.b3.flags.is_some_and(|f| f != b"1") {
+        // Envoy passes `x-b3-flags` through untouched; only `1` means anything.
+        edits.push(remove(b3::FLAGS));
+    }
+    if h.traceparent.is_some() && !reads_w3c {
+        // Without W3C propagation the tracer leaves `traceparent` as it came: its parent-id (and,
+        // unless it is the trace being joined, its trace-id) would disagree with the B3 ids.
+        edits.push(remove(w3c::TRACEPARENT));
+    }
+    if !h.tracestate.is_empty() {
+        let same_trace = reads_w3c
+            && !h.traceparent_repeated
+            && h.traceparent
+                .and_then(|v| w3c::parse_traceparent(v).ok())
+                .is_some_and(|tp| d.report.is_some_and(|r| r.same_trace(&tp.context.trace_id)));
+        let valid = same_trace && {
+            let combined = h.tracestate.join(&b","[..]);
+            w3c::validate_tracestate(&combined).is_ok()
+        };
+        if !valid {
+            edits.push(remove(w3c::TRACESTATE));
+        }
+    }
+    d.edits = edits;
+    d
 }
 
 /// Resolves the incoming context and plans the edits, for a hop where this filter's context is
@@ -254,6 +323,7 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
         edits,
         malformed,
         conflict,
+        report: Some(context.trace_id),
     }
 }
 
@@ -316,6 +386,28 @@ fn remove_format(f: Format, edits: &mut Vec<Edit>) {
         }
         Format::B3Single => edits.push(remove(b3::SINGLE)),
         Format::W3c => edits.push(remove(w3c::TRACEPARENT)),
+    }
+}
+
+impl TraceHeaders<'_> {
+    /// Envoy marks `x-request-id` (its 15th character) when a tracer sampled the request: on this
+    /// hop or an earlier one, so it hints that a tracer may run here; it proves nothing.
+    pub fn tracer_hint(&self) -> bool {
+        matches!(
+            self.request_id.and_then(|r| r.get(14)),
+            Some(b'9' | b'a' | b'b')
+        )
+    }
+}
+
+/// Where it is not yet known whether Envoy's tracer runs on this hop: the trace id that is right
+/// either way (the request's own valid B3 context, which the tracer would join, or a context the
+/// tracer would make no span for), else `None`.
+pub fn report_either_way(d: &Decision, h: &TraceHeaders, reads_w3c: bool) -> Option<TraceId> {
+    let mine = d.report?;
+    match envoy_tracer::predict(h, reads_w3c).outcome {
+        envoy_tracer::Outcome::NoSpan => Some(mine),
+        joined => joined.trace_id().filter(|t| *t == mine.value).map(|_| mine),
     }
 }
 
@@ -716,5 +808,162 @@ mod tests {
         let d = run(&[("traceparent", "junk")], &cfg);
         assert_eq!(d.source, Source::Injected);
         assert_eq!(set(&d, "traceparent"), None);
+    }
+
+    fn on_tracer_hop(headers: &[(&str, &str)], reads_w3c: bool) -> Decision {
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let hop = Hop::Tracer { reads_w3c };
+        decide_for_hop(
+            &TraceHeaders::collect(pairs),
+            &Config::default(),
+            hop,
+            &mut Counter(0),
+        )
+    }
+
+    #[test]
+    fn tracer_hop_joined_b3_is_reported_and_nothing_contradicts_it() {
+        let d = on_tracer_hop(
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", TP),
+                ("tracestate", "a=1"),
+            ],
+            false,
+        );
+        assert_eq!(d.report.map(|t| t.to_hex32()).as_deref(), Some(T32));
+        // The router writes the tracer's x-b3-*; the filter writes no ids of its own.
+        assert!(d.edits.iter().all(|e| e.value.is_none()), "{:?}", d.edits);
+        assert_eq!(
+            set(&d, "traceparent"),
+            Some(None),
+            "USE_B3 leaves traceparent stale: removed"
+        );
+        assert_eq!(set(&d, "tracestate"), Some(None));
+        // Upper case is malformed by the spec but Envoy joins it lower-cased: that id is reported.
+        let d = on_tracer_hop(
+            &[
+                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
+                ("x-b3-spanid", S),
+            ],
+            false,
+        );
+        assert_eq!(d.report.map(|t| t.to_hex32()).as_deref(), Some(T32));
+        assert_eq!(d.malformed.len(), 1, "still counted as malformed input");
+    }
+
+    #[test]
+    fn tracer_hop_new_root_has_no_reportable_id() {
+        for headers in [
+            &[][..],
+            &[("traceparent", TP)],
+            &[("x-b3-traceid", T32)],
+            &[("b3", "1")],
+        ] {
+            let d = on_tracer_hop(headers, false);
+            assert_eq!(d.report, None, "{headers:?}");
+            assert!(
+                d.edits.iter().all(|e| e.value.is_none()),
+                "no ids written: {:?}",
+                d.edits
+            );
+        }
+    }
+
+    #[test]
+    fn tracer_hop_with_w3c_propagation_joins_traceparent_and_keeps_its_tracestate() {
+        let d = on_tracer_hop(
+            &[("traceparent", TP), ("tracestate", "congo=t61rcWkgMzE")],
+            true,
+        );
+        assert_eq!(
+            d.report.map(|t| t.to_hex32()).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert!(
+            d.edits.is_empty(),
+            "Envoy rewrites traceparent itself: {:?}",
+            d.edits
+        );
+        // B3 wins in Envoy: the tracestate of the other trace goes.
+        let d = on_tracer_hop(
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", TP),
+                ("tracestate", "a=1"),
+            ],
+            true,
+        );
+        assert_eq!(d.report.map(|t| t.to_hex32()).as_deref(), Some(T32));
+        assert_eq!(set(&d, "tracestate"), Some(None));
+        assert_eq!(set(&d, "traceparent"), None);
+    }
+
+    #[test]
+    fn tracer_hop_b3_single_written_back_so_stale_multi_goes() {
+        let d = on_tracer_hop(
+            &[
+                ("b3", &format!("{T32}-{S}-1")),
+                ("x-b3-traceid", "48485a3953bb6124"),
+                ("x-b3-spanid", S),
+            ],
+            false,
+        );
+        assert_eq!(d.report.map(|t| t.to_hex32()).as_deref(), Some(T32));
+        assert_eq!(set(&d, "x-b3-traceid"), Some(None));
+        assert_eq!(set(&d, "x-b3-spanid"), Some(None));
+    }
+
+    #[test]
+    fn tracer_hop_without_a_span_lets_the_repaired_context_flow() {
+        let d = on_tracer_hop(
+            &[("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)],
+            false,
+        );
+        assert_eq!(d.source, Source::Repaired);
+        let written = set(&d, "x-b3-traceid").unwrap().unwrap();
+        assert_eq!(d.report.map(|t| t.to_b3()), Some(written));
+        assert!(set(&d, "traceparent").unwrap().is_some());
+    }
+
+    #[test]
+    fn unknown_hop_reports_only_what_holds_either_way() {
+        let check = |headers: &[(&str, &str)]| {
+            let pairs: Vec<(&str, &[u8])> =
+                headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+            let h = TraceHeaders::collect(pairs);
+            let d = decide(&h, &Config::default(), &mut Counter(0));
+            report_either_way(&d, &h, false).map(|t| t.to_hex32())
+        };
+        assert_eq!(
+            check(&[("x-b3-traceid", T32), ("x-b3-spanid", S)]).as_deref(),
+            Some(T32)
+        );
+        assert_eq!(check(&[]), None, "a tracer would start its own trace");
+        assert_eq!(check(&[("traceparent", TP)]), None);
+        assert_eq!(
+            check(&[
+                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
+                ("x-b3-spanid", S)
+            ]),
+            None
+        );
+        assert!(
+            check(&[("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)]).is_some(),
+            "no span either way"
+        );
+    }
+
+    #[test]
+    fn request_id_hint() {
+        let h =
+            TraceHeaders::collect([("x-request-id", &b"83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d"[..])]);
+        assert!(h.tracer_hint());
+        let h =
+            TraceHeaders::collect([("x-request-id", &b"83733a38-4bd4-4cc2-8e5b-1d5f6b7a8c9d"[..])]);
+        assert!(!h.tracer_hint());
+        assert!(!TraceHeaders::collect([("x-request-id", &b"short"[..])]).tracer_hint());
     }
 }

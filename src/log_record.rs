@@ -1,0 +1,179 @@
+//! The one structured log line per request: JSON, written in `on_log`.
+
+use crate::workload::Workload;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord<'a> {
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub sampled: Option<bool>,
+    /// How the context arrived: `b3`, `b3-single`, `w3c`, `injected`, `repaired`.
+    pub context: &'a str,
+    pub workload: &'a Workload,
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub status: Option<u64>,
+    pub duration_ms: Option<f64>,
+    pub upstream_cluster: Option<&'a str>,
+}
+
+/// `path` without its query string (it may carry tokens or personal data) unless asked.
+pub fn loggable_path(path: &str, include_query: bool) -> &str {
+    if include_query {
+        path
+    } else {
+        path.split(['?', '#']).next().unwrap_or(path)
+    }
+}
+
+impl LogRecord<'_> {
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(384);
+        out.push('{');
+        let mut first = true;
+        let mut key = |out: &mut String, k: &str| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push('"');
+            out.push_str(k);
+            out.push_str("\":");
+        };
+        let opt_str = |out: &mut String, v: Option<&str>| match v {
+            Some(s) => push_json_str(out, s),
+            None => out.push_str("null"),
+        };
+        key(&mut out, "trace_id");
+        opt_str(&mut out, self.trace_id.as_deref());
+        key(&mut out, "span_id");
+        opt_str(&mut out, self.span_id.as_deref());
+        key(&mut out, "sampled");
+        out.push_str(match self.sampled {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "null",
+        });
+        key(&mut out, "context");
+        push_json_str(&mut out, self.context);
+        for (k, v) in self.workload.fields() {
+            key(&mut out, k);
+            push_json_str(&mut out, v);
+        }
+        key(&mut out, "method");
+        opt_str(&mut out, self.method);
+        key(&mut out, "path");
+        opt_str(&mut out, self.path);
+        key(&mut out, "status");
+        match self.status {
+            Some(s) => out.push_str(&s.to_string()),
+            None => out.push_str("null"),
+        }
+        key(&mut out, "duration_ms");
+        match self.duration_ms {
+            Some(d) if d.is_finite() => out.push_str(&format!("{d:.3}")),
+            _ => out.push_str("null"),
+        }
+        key(&mut out, "upstream_cluster");
+        opt_str(&mut out, self.upstream_cluster);
+        out.push('}');
+        out
+    }
+}
+
+/// A JSON string literal; control characters escaped, the rest as is (the input is UTF-8).
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload {
+            service: "checkout".into(),
+            namespace: "shop".into(),
+            version: "v2".into(),
+            workload: "checkout-v2".into(),
+            cluster: "Kubernetes".into(),
+            mesh: "cluster.local".into(),
+            pod: "checkout-v2-abc".into(),
+        }
+    }
+
+    #[test]
+    fn a_complete_record_is_json_with_every_field() {
+        let w = workload();
+        let r = LogRecord {
+            trace_id: Some("463ac35c9f6413ad48485a3953bb6124".into()),
+            span_id: Some("a2fb4a1d1a96d312".into()),
+            sampled: Some(true),
+            context: "b3",
+            workload: &w,
+            method: Some("GET"),
+            path: Some(loggable_path("/cart?token=secret", false)),
+            status: Some(200),
+            duration_ms: Some(1.23456),
+            upstream_cluster: Some("outbound|80||backend.default.svc.cluster.local"),
+        };
+        let json = r.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["trace_id"], "463ac35c9f6413ad48485a3953bb6124");
+        assert_eq!(v["sampled"], true);
+        assert_eq!(v["context"], "b3");
+        assert_eq!(v["service"], "checkout");
+        assert_eq!(v["pod"], "checkout-v2-abc");
+        assert_eq!(v["path"], "/cart");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 1.235);
+        assert_eq!(
+            v["upstream_cluster"],
+            "outbound|80||backend.default.svc.cluster.local"
+        );
+        assert!(json.starts_with("{\"trace_id\":"), "{json}");
+    }
+
+    #[test]
+    fn unknowns_are_null_and_strings_are_escaped() {
+        let w = workload();
+        let r = LogRecord {
+            trace_id: None,
+            span_id: None,
+            sampled: None,
+            context: "injected",
+            workload: &w,
+            method: None,
+            path: Some("/a\"b\\c\n\u{1}"),
+            status: None,
+            duration_ms: Some(f64::NAN),
+            upstream_cluster: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(v["trace_id"].is_null() && v["sampled"].is_null() && v["status"].is_null());
+        assert!(v["duration_ms"].is_null());
+        assert_eq!(v["path"], "/a\"b\\c\n\u{1}");
+    }
+
+    #[test]
+    fn query_kept_only_when_asked() {
+        assert_eq!(loggable_path("/a?b=c", true), "/a?b=c");
+        assert_eq!(loggable_path("/a?b=c", false), "/a");
+        assert_eq!(loggable_path("/a#frag", false), "/a");
+        assert_eq!(loggable_path("", false), "");
+    }
+}
