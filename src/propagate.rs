@@ -228,6 +228,15 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
         _ => None,
     });
     let (context, source) = match winner {
+        // A deferred decision is the receiver's to make (B3 spec): this filter makes it, so every
+        // format carries the same one, rather than W3C reading "not sampled" into the deferral.
+        Some((f, c)) if c.sampling == Sampling::Defer => (
+            TraceContext {
+                sampling: sample(cfg, ids),
+                ..c
+            },
+            Source::of(f),
+        ),
         Some((f, c)) => (c, Source::of(f)),
         None => {
             let sampling = cfg
@@ -543,17 +552,30 @@ mod tests {
     }
 
     #[test]
-    fn deferred_b3_is_left_deferred_and_w3c_says_not_recorded() {
+    fn a_deferred_decision_is_made_here_and_written_everywhere() {
         let d = run(
             &[("x-b3-traceid", T32), ("x-b3-spanid", S)],
             &Config::default(),
         );
-        assert_eq!(d.context.sampling, Sampling::Defer);
-        assert_eq!(set(&d, "x-b3-sampled"), None);
+        assert_eq!(d.context.sampling, Sampling::Accept);
+        assert_eq!(
+            set(&d, "x-b3-traceid"),
+            Some(Some(T32.into())),
+            "ids unchanged"
+        );
+        assert_eq!(set(&d, "x-b3-spanid"), Some(Some(S.into())));
+        assert_eq!(set(&d, "x-b3-sampled"), Some(Some("1".into())));
         assert_eq!(
             set(&d, "traceparent"),
-            Some(Some(format!("00-{T32}-{S}-00")))
+            Some(Some(format!("00-{T32}-{S}-01")))
         );
+        let never = Config {
+            sampling_percent: 0.0,
+            ..Config::default()
+        };
+        let d = run(&[("b3", &format!("{T32}-{S}"))], &never);
+        assert_eq!(d.context.sampling, Sampling::Deny);
+        assert_eq!(set(&d, "x-b3-sampled"), Some(Some("0".into())));
     }
 
     #[test]

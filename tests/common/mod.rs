@@ -1,6 +1,6 @@
 //! Shared e2e plumbing: the real Envoy on an example config, with free ports and the test's own
 //! echo upstream and collector.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::time::Duration;
 
@@ -56,6 +56,104 @@ pub fn builder(
             format!("value: '{}'", plugin_config.replace('\'', "''")),
         )
     }
+}
+
+/// The plugin-configuration line of an example, to replace it.
+pub fn plugin_config_line(example: &str) -> String {
+    let text = std::fs::read_to_string(format!("examples/{example}")).expect("example config");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("value: '{"))
+        .expect("a `value: '{...}'` plugin configuration line");
+    line.trim_start().to_string()
+}
+
+/// `examples/envoy-sidecar.yaml` (Envoy's Zipkin tracer, Istio-shaped node) in front of `echo`,
+/// reporting to `collector`; `plugin_config` `None` keeps the example's own.
+pub fn sidecar_builder(
+    echo: &EchoServer,
+    collector: &Collector,
+    port: u16,
+    plugin_config: Option<&str>,
+) -> EnvoyBuilder {
+    wasm_built();
+    let mut b = Envoy::builder("examples/envoy-sidecar.yaml")
+        .replace("port_value: 10001}", format!("port_value: {port}}}"))
+        .replace(
+            "port_value: 8080}",
+            format!("port_value: {}}}", echo.port()),
+        )
+        .replace(
+            "port_value: 9411}",
+            format!("port_value: {}}}", collector.port()),
+        )
+        .replace("port_value: 9902}", "port_value: 0}".to_string())
+        .extra_args(["--component-log-level", "wasm:debug"])
+        .flush_spans_immediately();
+    if let Some(c) = plugin_config {
+        b = b.replace(
+            &plugin_config_line("envoy-sidecar.yaml"),
+            format!("value: '{}'", c.replace('\'', "''")),
+        );
+    }
+    b
+}
+
+pub struct SidecarHop {
+    pub envoy: Envoy,
+    pub echo: EchoServer,
+    pub collector: Collector,
+    pub port: u16,
+}
+
+pub fn sidecar_hop(
+    plugin_config: Option<&str>,
+    edit: impl FnOnce(EnvoyBuilder) -> EnvoyBuilder,
+) -> SidecarHop {
+    let echo = EchoServer::start();
+    let collector = Collector::start();
+    let port = free_port();
+    let envoy = edit(sidecar_builder(&echo, &collector, port, plugin_config))
+        .start()
+        .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
+    SidecarHop {
+        envoy,
+        echo,
+        collector,
+        port,
+    }
+}
+
+impl SidecarHop {
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let raw: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        http::request(self.port, "GET", path, &raw)
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    pub fn upstream(&self) -> RecordedRequest {
+        self.echo
+            .requests()
+            .pop()
+            .expect("the upstream received no request")
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.envoy
+            .stat(&format!("wasmcustom.trace_inject.{name}"))
+            .unwrap_or_else(|| panic!("no counter trace_inject.{name} in /stats"))
+    }
+}
+
+/// The `{...}` JSON lines the filter logged, parsed.
+pub fn json_log_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| l.find(": {\"trace_id\"").map(|i| &l[i + 2..]))
+        .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("not JSON ({e}): {j}")))
+        .collect()
 }
 
 /// `examples/envoy.yaml`: a hop with no tracer.

@@ -1,0 +1,344 @@
+//! Issue "One trace id, everywhere": beside Envoy's own Zipkin tracer, and across chained hops,
+//! the response header, the upstream's headers and the collected spans agree — or the header is
+//! absent; never a wrong or duplicated `x-trace-id`.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
+const S: &str = "a2fb4a1d1a96d312";
+const TP_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const SPAN_WAIT: Duration = Duration::from_secs(15);
+
+/// What the upstream's headers say the trace is (B3 single first, as Envoy writes it back where
+/// it came in), padded to 32 hex; and that any traceparent agrees with it.
+fn upstream_trace(up: &RecordedRequest) -> Option<String> {
+    let b3_trace = match up.header("b3") {
+        Some(b3) => b3.split('-').next().map(str::to_string),
+        None => up.header("x-b3-traceid").map(str::to_string),
+    }
+    .map(|t| format!("{t:0>32}"));
+    if let (Some(t), Some(tp)) = (&b3_trace, up.header("traceparent")) {
+        assert_eq!(
+            tp.split('-').nth(1),
+            Some(t.as_str()),
+            "traceparent disagrees with B3 upstream: {up:?}"
+        );
+    }
+    b3_trace
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// The caller is told this id, the upstream carries it, the collector holds it.
+    Reported(&'static str),
+    /// Envoy's tracer started its own trace: the caller is told that one (via %TRACE_ID%), or nothing.
+    TracerRoot,
+    /// The tracer makes no span: the filter's repaired context flows and is reported.
+    FilterContext,
+}
+
+/// One request through a tracer hop; asserts the agreement rules and returns the reported id.
+fn check(
+    hop: &SidecarHop,
+    what: &str,
+    headers: &[(&str, &str)],
+    expect: Expect,
+    trace_id_header: bool,
+) -> Option<String> {
+    let r = hop.get("/", headers);
+    assert_eq!(r.status, 200, "{what}");
+    let up = hop.upstream();
+    let carried = upstream_trace(&up);
+    let told = r.headers_named("x-trace-id");
+    assert!(told.len() <= 1, "{what}: duplicated x-trace-id {told:?}");
+    let told = told.first().cloned();
+    if let Some(t) = &told {
+        assert!(is_lower_hex(t, 32), "{what}: {t}");
+        assert_eq!(
+            Some(t),
+            carried.as_ref(),
+            "{what}: x-trace-id is the trace the upstream carries"
+        );
+    }
+    match expect {
+        Expect::Reported(id) => {
+            assert_eq!(told.as_deref(), Some(id), "{what}");
+            let spans = hop.collector.wait_for_trace(id, 1, SPAN_WAIT);
+            assert!(!spans.is_empty(), "{what}: the collector holds trace {id}");
+        }
+        Expect::TracerRoot => {
+            if trace_id_header {
+                let t = told
+                    .clone()
+                    .unwrap_or_else(|| panic!("{what}: %TRACE_ID% returns the tracer's id"));
+                assert!(
+                    !hop.collector.wait_for_trace(&t, 1, SPAN_WAIT).is_empty(),
+                    "{what}: collected"
+                );
+            } else {
+                assert_eq!(
+                    told, None,
+                    "{what}: the filter cannot know the tracer's new id: no header"
+                );
+            }
+        }
+        Expect::FilterContext => {
+            let t = told
+                .clone()
+                .unwrap_or_else(|| panic!("{what}: the repaired context is reported"));
+            assert_valid_context(&up);
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(
+                hop.collector.trace(&t).is_empty(),
+                "{what}: Envoy made no span, so none under {t}"
+            );
+        }
+    }
+    told
+}
+
+fn tracer_hop_cases() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, Expect)> {
+    let b3_single: &'static str = Box::leak(format!("{T32}-{S}-1").into_boxed_str());
+    vec![
+        ("no context", vec![], Expect::TracerRoot),
+        (
+            "b3 multi",
+            vec![
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("x-b3-sampled", "1"),
+            ],
+            Expect::Reported(T32),
+        ),
+        ("b3 single", vec![("b3", b3_single)], Expect::Reported(T32)),
+        (
+            "b3 upper case (Envoy joins it lower-cased)",
+            vec![
+                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
+                ("x-b3-spanid", S),
+            ],
+            Expect::Reported(T32),
+        ),
+        (
+            "b3 17 hex (Envoy makes no span)",
+            vec![("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)],
+            Expect::FilterContext,
+        ),
+        (
+            "b3 non-hex",
+            vec![
+                ("x-b3-traceid", "zzzac35c9f6413ad48485a3953bb6124"),
+                ("x-b3-spanid", S),
+            ],
+            Expect::FilterContext,
+        ),
+        (
+            "malformed b3 single",
+            vec![("b3", "nonsense")],
+            Expect::FilterContext,
+        ),
+        (
+            "trace id alone",
+            vec![("x-b3-traceid", T32)],
+            Expect::TracerRoot,
+        ),
+        (
+            "conflicting b3 and traceparent",
+            vec![
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", TP),
+            ],
+            Expect::Reported(T32),
+        ),
+    ]
+}
+
+#[test]
+fn tracer_hop_explicit_config_with_trace_id_route_header() {
+    let hop = sidecar_hop(None, |b| b);
+    let mut cases = tracer_hop_cases();
+    cases.push((
+        "traceparent (W3C propagation on)",
+        vec![("traceparent", TP), ("tracestate", "congo=t61rcWkgMzE")],
+        Expect::Reported(TP_TRACE),
+    ));
+    for (what, headers, expect) in &cases {
+        check(&hop, what, headers, *expect, true);
+    }
+    // The W3C join keeps the tracestate of the trace it joins.
+    hop.get(
+        "/",
+        &[("traceparent", TP), ("tracestate", "congo=t61rcWkgMzE")],
+    );
+    assert_eq!(
+        hop.upstream().header("tracestate"),
+        Some("congo=t61rcWkgMzE")
+    );
+    // A stale x-b3-* beside a b3 single header Envoy writes back is not forwarded.
+    hop.get(
+        "/",
+        &[
+            ("b3", &format!("{T32}-{S}-1")),
+            ("x-b3-traceid", "48485a3953bb6124"),
+            ("x-b3-spanid", S),
+        ],
+    );
+    assert_eq!(hop.upstream().header("x-b3-traceid"), None);
+    assert_eq!(
+        hop.counter("tracer_detected"),
+        0,
+        "configured, not detected"
+    );
+}
+
+#[test]
+fn tracer_hop_explicit_config_without_route_header_and_b3_only() {
+    // Envoy's tracer with USE_B3 (Istio's default) and no %TRACE_ID% header: only the filter can
+    // tell the caller, and it must stay silent where it cannot know.
+    let hop = sidecar_hop(Some(r#"{"tracer": "envoy"}"#), |b| {
+        b.replace(
+            "trace_context_option: USE_B3_WITH_W3C_PROPAGATION",
+            "trace_context_option: USE_B3".to_string(),
+        )
+        .replace(
+            "key: x-trace-id, value:",
+            "key: x-envoy-trace-id, value:".to_string(),
+        )
+    });
+    let mut cases = tracer_hop_cases();
+    cases.push((
+        "traceparent (USE_B3: a new trace)",
+        vec![("traceparent", TP)],
+        Expect::TracerRoot,
+    ));
+    for (what, headers, expect) in &cases {
+        check(&hop, what, headers, *expect, false);
+    }
+    // The traceparent Envoy leaves stale would contradict its B3: removed.
+    hop.get("/", &[("traceparent", TP)]);
+    assert_eq!(hop.upstream().header("traceparent"), None);
+    // A 404 (no route: no %TRACE_ID% either) still gets the id the filter knows.
+    let r = hop.get(
+        "/",
+        &[
+            ("host", "nowhere.example"),
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.headers_named("x-trace-id")),
+        (404, vec![T32.to_string()])
+    );
+    let r = hop.get("/", &[("host", "nowhere.example")]);
+    assert_eq!((r.status, r.header("x-trace-id")), (404, None));
+}
+
+#[test]
+fn tracer_hop_default_config_detects_the_tracer() {
+    let hop = sidecar_hop(Some("{}"), |b| {
+        b.replace(
+            "key: x-trace-id, value:",
+            "key: x-envoy-trace-id, value:".to_string(),
+        )
+    });
+    for (what, headers, expect) in tracer_hop_cases() {
+        check(&hop, what, &headers, expect, false);
+    }
+    assert_eq!(hop.counter("tracer_detected"), 1, "detected once per VM");
+    let warning = hop
+        .envoy
+        .wait_for_log("Envoy's tracer runs on this hop", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warning.contains("[warning][wasm]") && warning.contains("\"tracer\": \"envoy\""),
+        "{warning}"
+    );
+}
+
+#[test]
+fn chain_plain_edge_then_tracer_sidecar_is_one_trace() {
+    // curl -> Envoy A (filter, no tracer) -> Envoy B (filter + Zipkin, like a backend sidecar) -> echo
+    let b = sidecar_hop(None, |b| b);
+    let a_port = free_port();
+    let a_echo_unused = EchoServer::start();
+    let a = builder("envoy.yaml", 10000, 8080, a_port, b.port, "{}")
+        .start()
+        .expect("Envoy A");
+    drop(a_echo_unused);
+    for (what, headers) in [
+        ("plain curl", vec![]),
+        ("b3", vec![("x-b3-traceid", T32), ("x-b3-spanid", S)]),
+        ("malformed", vec![("traceparent", "ff-00-00")]),
+    ] {
+        let raw: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(n, v): &(&str, &str)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        let r = http::request(a_port, "GET", "/", &raw).expect("request through A");
+        assert_eq!(r.status, 200, "{what}");
+        let told = r.headers_named("x-trace-id");
+        assert_eq!(
+            told.len(),
+            1,
+            "{what}: one x-trace-id, not one per hop: {told:?}"
+        );
+        let id = &told[0];
+        let up = b.upstream();
+        assert_eq!(
+            upstream_trace(&up).as_ref(),
+            Some(id),
+            "{what}: the app behind B is in that trace"
+        );
+        let spans = b.collector.wait_for_trace(id, 1, SPAN_WAIT);
+        assert!(
+            !spans.is_empty(),
+            "{what}: B's tracer joined the context A wrote"
+        );
+        if what == "b3" {
+            assert_eq!(id, T32);
+        }
+    }
+    drop(a);
+}
+
+#[test]
+fn chain_istio_shape_both_hops_traced() {
+    // curl -> A (filter + tracer: the client's sidecar) -> B (filter + tracer: the server's) -> echo
+    let b = sidecar_hop(None, |b| b);
+    let a_port = free_port();
+    let a = sidecar_builder(&b.echo, &b.collector, a_port, None)
+        .replace(
+            &format!("port_value: {}}}", b.echo.port()),
+            format!("port_value: {}}}", b.port),
+        )
+        .start()
+        .expect("Envoy A");
+    let r = http::request(a_port, "GET", "/", &[]).expect("request through A");
+    assert_eq!(r.status, 200);
+    let told = r.headers_named("x-trace-id");
+    assert_eq!(told.len(), 1, "{told:?}");
+    let spans = b.collector.wait_for_trace(&told[0], 2, SPAN_WAIT);
+    assert!(
+        spans.len() >= 2,
+        "both hops' spans in the trace the caller was told: {spans:?}"
+    );
+    assert_eq!(upstream_trace(&b.upstream()).as_ref(), Some(&told[0]));
+    let r = http::request(
+        a_port,
+        "GET",
+        "/",
+        &[
+            (b"x-b3-traceid", T32.as_bytes()),
+            (b"x-b3-spanid", S.as_bytes()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.headers_named("x-trace-id"), vec![T32.to_string()]);
+    assert!(b.collector.wait_for_trace(T32, 2, SPAN_WAIT).len() >= 2);
+    drop(a);
+}
