@@ -46,8 +46,7 @@ pub fn builder(
             &format!("port_value: {upstream}}}"),
             format!("port_value: {upstream_port}}}"),
         )
-        .replace("port_value: 9901", "port_value: 0".to_string())
-        .extra_args(["--component-log-level", "wasm:debug"]);
+        .replace("port_value: 9901", "port_value: 0".to_string());
     if plugin_config == "{}" {
         b
     } else {
@@ -88,7 +87,6 @@ pub fn sidecar_builder(
             format!("port_value: {}}}", collector.port()),
         )
         .replace("port_value: 9902}", "port_value: 0}".to_string())
-        .extra_args(["--component-log-level", "wasm:debug"])
         .flush_spans_immediately();
     if let Some(c) = plugin_config {
         b = b.replace(
@@ -161,6 +159,7 @@ pub fn plain_hop(plugin_config: &str) -> Hop {
     let echo = EchoServer::start();
     let port = free_port();
     let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), plugin_config)
+        .extra_args(["--component-log-level", "wasm:debug"])
         .start()
         .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
     Hop { envoy, echo, port }
