@@ -29,6 +29,7 @@ done
 "$DEVTOOLS" echo --port 8080 >"$LOGS/echo.log" 2>&1 & pids+=($!)
 "$DEVTOOLS" collector --port 9411 >"$LOGS/collector.log" 2>&1 & pids+=($!)
 "$ENVOY" -c examples/envoy.yaml --base-id 1000 -l warning --component-log-level wasm:info \
+  --service-cluster edge --service-node edge-1 \
   >"$LOGS/envoy.log" 2>&1 & pids+=($!)
 "$ENVOY" -c examples/envoy-sidecar.yaml --base-id 1001 -l warning --component-log-level wasm:info \
   >"$LOGS/envoy-sidecar.log" 2>&1 & pids+=($!)
