@@ -153,7 +153,7 @@ pub fn decide_for_hop(
     if prediction.writes_b3_single {
         // The router rewrites `b3` only; `x-b3-*` would be left stale.
         if !h.b3.is_empty() {
-            remove_format(Format::B3Multi, &mut edits);
+            remove_format(Format::B3Multi, h, &mut edits);
         }
     } else if h.b3.flags.is_some_and(|f| f != b"1") {
         // Envoy passes `x-b3-flags` through untouched; only `1` means anything.
@@ -286,7 +286,7 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
         let canonical = f != Format::W3c || traceparent_canonical;
         if cfg.outputs.contains(&f) {
             if !(agrees && canonical && !repeated) {
-                write_format(f, &context, &mut edits);
+                write_format(f, &context, h, &mut edits);
                 if f == Format::W3c {
                     traceparent_removed_or_replaced = true;
                 }
@@ -299,13 +299,13 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
                 Parsed::Absent => false,
             };
             if remove {
-                remove_format(f, &mut edits);
+                remove_format(f, h, &mut edits);
                 if f == Format::W3c {
                     traceparent_removed_or_replaced = true;
                 }
             } else if agrees && (repeated || !canonical) {
                 // Same context, but duplicated or a future traceparent version: normalise.
-                write_format(f, &context, &mut edits);
+                write_format(f, &context, h, &mut edits);
             }
         }
     }
@@ -362,11 +362,14 @@ fn remove(name: &'static str) -> Edit {
     Edit { name, value: None }
 }
 
-fn write_format(f: Format, ctx: &TraceContext, edits: &mut Vec<Edit>) {
+fn write_format(f: Format, ctx: &TraceContext, h: &TraceHeaders, edits: &mut Vec<Edit>) {
     match f {
         Format::B3Multi => {
             for (name, value) in b3::format_multi(ctx) {
-                edits.push(Edit { name, value });
+                // Removing a header that is not there would be a wasted host call.
+                if value.is_some() || h.has_b3(name) {
+                    edits.push(Edit { name, value });
+                }
             }
         }
         Format::B3Single => edits.push(Edit {
@@ -380,7 +383,7 @@ fn write_format(f: Format, ctx: &TraceContext, edits: &mut Vec<Edit>) {
     }
 }
 
-fn remove_format(f: Format, edits: &mut Vec<Edit>) {
+fn remove_format(f: Format, h: &TraceHeaders, edits: &mut Vec<Edit>) {
     match f {
         Format::B3Multi => {
             for name in [
@@ -390,7 +393,9 @@ fn remove_format(f: Format, edits: &mut Vec<Edit>) {
                 b3::SAMPLED,
                 b3::FLAGS,
             ] {
-                edits.push(remove(name));
+                if h.has_b3(name) {
+                    edits.push(remove(name));
+                }
             }
         }
         Format::B3Single => edits.push(remove(b3::SINGLE)),
@@ -399,6 +404,18 @@ fn remove_format(f: Format, edits: &mut Vec<Edit>) {
 }
 
 impl TraceHeaders<'_> {
+    fn has_b3(&self, name: &str) -> bool {
+        let b = &self.b3;
+        match name {
+            b3::TRACE_ID => b.trace_id.is_some(),
+            b3::SPAN_ID => b.span_id.is_some(),
+            b3::PARENT_SPAN_ID => b.parent_span_id.is_some(),
+            b3::SAMPLED => b.sampled.is_some(),
+            b3::FLAGS => b.flags.is_some(),
+            _ => false,
+        }
+    }
+
     /// Envoy marks `x-request-id` (its 15th character) when a tracer sampled the request: on this
     /// hop or an earlier one, so it hints that a tracer may run here; it proves nothing.
     pub fn tracer_hint(&self) -> bool {
@@ -468,8 +485,9 @@ mod tests {
             Some(Some("0000000000000003".into()))
         );
         assert_eq!(set(&d, "x-b3-sampled"), Some(Some("1".into())));
-        assert_eq!(set(&d, "x-b3-parentspanid"), Some(None));
-        assert_eq!(set(&d, "x-b3-flags"), Some(None));
+        // Absent headers are not removed (a host call saved).
+        assert_eq!(set(&d, "x-b3-parentspanid"), None);
+        assert_eq!(set(&d, "x-b3-flags"), None);
         assert_eq!(
             set(&d, "traceparent"),
             Some(Some(format!("00-{t}-0000000000000003-01")))
@@ -523,7 +541,7 @@ mod tests {
             Some(Some("0020000000000001".into()))
         );
         assert_eq!(set(&d, "x-b3-flags"), Some(Some("1".into())));
-        assert_eq!(set(&d, "x-b3-sampled"), Some(None));
+        assert_eq!(set(&d, "x-b3-sampled"), None, "debug: no x-b3-sampled, none to remove");
         assert_eq!(
             set(&d, "traceparent"),
             Some(Some(format!("00-{T32}-{S}-01")))
