@@ -48,7 +48,26 @@ unit:
 e2e: build envoy
 	cargo test -q --locked --test '*' -- --test-threads=4
 
-test: lint unit e2e
+test: lint unit e2e test-wasmplugin test-oci
 
 clean:
 	cargo clean; rm -rf dist
+
+# --- Shipping: OCI images of the filter for Istio, and their tests ---------------------------
+# make image                     dist/oci: compat image :VERSION + Wasm OCI artifact :VERSION-wasm
+# make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo; `skopeo login` first)
+# make test-oci                  registry + push + pull by digest + the pulled module in Envoy
+# make test-wasmplugin           wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
+.PHONY: image push test-oci test-wasmplugin
+image: build
+	scripts/image.sh $(WASM)
+
+push: image
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port][/path]" >&2; exit 2; }
+	scripts/push.sh "$(REGISTRY)"
+
+test-oci: build envoy
+	tests/oci_e2e.sh
+
+test-wasmplugin:
+	tests/wasmplugin/test.sh

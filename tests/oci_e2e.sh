@@ -36,6 +36,7 @@ finish() {
   [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && exit 0 || exit 1
 }
 trap finish EXIT
+trap 'exit 130' INT TERM HUP PIPE
 trap 'fail "setup: line $LINENO: $BASH_COMMAND"' ERR
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -59,10 +60,16 @@ git diff --quiet HEAD -- || EXPECT_REV="$EXPECT_REV-dirty"
 # --- 1. build both variants --------------------------------------------------------------------
 export OCI_DIR="$TMP/oci" IMAGE_NAME=trace-inject
 scripts/image.sh "$WASM" 2>"$TMP/image.log" || { cat "$TMP/image.log"; false; }
+# shellcheck disable=SC1090
 source "$OCI_DIR.env"
 echo "built: $IMAGE_NAME:$COMPAT_TAG $COMPAT_DIGEST, $IMAGE_NAME:$WASM_TAG $WASM_DIGEST (module $MODULE_SIZE bytes)"
 check "image: tags carry the crate version ($VERSION)" \
   test "$COMPAT_TAG" = "$VERSION" -a "$WASM_TAG" = "$VERSION-wasm"
+reproducible() {
+  OCI_DIR="$TMP/oci-again" scripts/image.sh "$WASM" 2>/dev/null &&
+    [ "$(grep _DIGEST= "$OCI_DIR.env")" = "$(grep _DIGEST= "$TMP/oci-again.env")" ]
+}
+check "image: a rebuild of the same commit and module gives the same digests" reproducible
 
 # --- 2. a real registry on loopback --------------------------------------------------------------
 REG_PORT="$(free_port)"
@@ -156,7 +163,7 @@ print(path, "sha256:" + hashlib.sha256(raw).hexdigest())
 EOF
 }
 
-# manifest_field REF PYEXPR: evaluates PYEXPR on the raw manifest `m` (or config `c`) of REF.
+# manifest_json DIGEST: the raw manifest the registry serves for DIGEST.
 manifest_json() { skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/$IMAGE_NAME@$1"; }
 
 # serve_through_envoy WASMFILE NAME: examples/envoy.yaml with its ports and module path replaced,
@@ -192,6 +199,7 @@ serve_through_envoy() {
   done
   status="$(curl -s -o /dev/null -D "$TMP/envoy-$name.headers" -w '%{http_code}' "http://127.0.0.1:$listen/")" || status=000
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  PIDS=("${PIDS[@]/#$pid}")
   trace_id="$(tr -d '\r' < "$TMP/envoy-$name.headers" | awk -F': ' 'tolower($1)=="x-trace-id" {print $2}')"
   echo "  envoy($name) status $status, x-trace-id: ${trace_id:-<none>}"
   if [ "$status" != 200 ] || ! [[ "$trace_id" =~ ^[0-9a-f]{16}([0-9a-f]{16})?$ ]]; then

@@ -1,0 +1,338 @@
+#!/usr/bin/env node
+// Validates WasmPlugin manifests the way `kubectl apply --validate=strict` would, without a
+// cluster:
+//   1. the CRD's OpenAPI schema (types, enums, required fields), through @kubernetes-models/istio
+//      (generated from Istio's CRDs), whose validate() accepts unknown fields and a missing name;
+//   2. strict field validation: every field must be one the CRD knows, walked against the
+//      model's field tree (its TypeScript declaration, generated from the same CRD); duplicate
+//      keys are refused by the YAML parser;
+//   3. what the API server and Istio's webhook add: metadata.name present and a DNS-1123
+//      subdomain; only one of selector / targetRef / targetRefs.
+// spec.pluginConfig is free-form for the CRD: tests/wasmplugin/test.sh checks it with the
+// filter's own parser (check-config).
+//
+//   node validate.mjs check FILE...        exit 0 when every document is valid, 1 otherwise
+//   node validate.mjs plugin-config FILE   prints spec.pluginConfig as JSON
+//   node validate.mjs documented FILE CONFIG_RS
+//                                          every field of the Rust Config (src/config.rs) is
+//                                          shown in FILE's pluginConfig (set, or commented out)
+// NODE_DIR: where scripts/install-node-tools.sh installed the dependencies (default .tools/node).
+import { readFileSync, existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const nodeDir = resolve(process.env.NODE_DIR || join(here, "..", "..", ".tools", "node"));
+const deps = await import(pathToFileURL(join(nodeDir, "deps.mjs")).href).catch((e) => {
+  console.error(`validate.mjs: dependencies not installed in ${nodeDir} (scripts/install-node-tools.sh): ${e.message}`);
+  process.exit(2);
+});
+const { yaml, WasmPlugin } = deps;
+
+// ---- the CRD's field tree, from the generated .d.ts ------------------------------------------
+// A small parser for the subset the generator emits: interfaces and type aliases whose types are
+// object literals ({ "k"?: T; [key: string]: T }), Array<T>, unions, string literals, primitives
+// and imported interface names. Anything else is an error, never silently "any".
+const dtsCache = new Map();
+
+function tokenize(src) {
+  src = src.replace(/\/\*[\s\S]*?\*\//g, " ").replace(/\/\/[^\n]*/g, " ");
+  const re = /\s*("(?:[^"\\]|\\.)*"|[A-Za-z_$][\w$]*|\d+|[{}[\]<>();:?|,=.])/y;
+  const out = [];
+  let m;
+  re.lastIndex = 0;
+  while (re.lastIndex < src.length) {
+    const at = re.lastIndex;
+    if (!(m = re.exec(src))) {
+      if (/^\s*$/.test(src.slice(at))) break;
+      throw new Error(`unexpected input: ${src.slice(at, at + 40)}`);
+    }
+    out.push(m[1]);
+  }
+  return out;
+}
+
+function parseDts(file) {
+  if (dtsCache.has(file)) return dtsCache.get(file);
+  const t = tokenize(readFileSync(file, "utf8"));
+  const mod = { file, types: new Map(), imports: new Map(), aliases: new Map() };
+  dtsCache.set(file, mod);
+  let i = 0;
+  const peek = () => t[i];
+  const next = () => t[i++];
+  const expect = (tok) => {
+    if (t[i] !== tok) throw new Error(`${file}: expected ${tok}, got ${t[i]} (token ${i})`);
+    i++;
+  };
+  const skipBalanced = () => { // skips to the end of the statement or block at depth 0
+    let depth = 0;
+    while (i < t.length) {
+      const tok = next();
+      if (tok === "{" || tok === "(" || tok === "[") depth++;
+      else if (tok === "}" || tok === ")" || tok === "]") { if (--depth === 0 && tok === "}") return; }
+      else if (tok === ";" && depth === 0) return;
+    }
+  };
+  const str = (tok) => JSON.parse(tok);
+
+  function parseType() {
+    const alts = [parsePrimary()];
+    while (peek() === "|") { next(); alts.push(parsePrimary()); }
+    return alts.length === 1 ? alts[0] : { kind: "union", of: alts };
+  }
+  function parsePrimary() {
+    const tok = next();
+    if (tok.startsWith('"')) return { kind: "literal", value: str(tok) };
+    if (tok === "{") return parseObject();
+    if (tok === "Array") { expect("<"); const of = parseType(); expect(">"); return { kind: "array", of }; }
+    if (["string", "number", "boolean", "null", "any", "unknown"].includes(tok)) return { kind: "prim", name: tok };
+    if (/^[A-Za-z_$]/.test(tok)) return { kind: "ref", name: tok, mod };
+    throw new Error(`${file}: unsupported type token ${tok}`);
+  }
+  function parseObject() { // after "{"
+    const props = new Map();
+    let index = null;
+    while (peek() !== "}") {
+      if (peek() === "[") { // [key: string]: T;
+        next(); next(); expect(":"); next(); expect("]"); expect(":");
+        index = parseType();
+      } else {
+        const key = next();
+        const name = key.startsWith('"') ? str(key) : key;
+        let optional = false;
+        if (peek() === "?") { next(); optional = true; }
+        expect(":");
+        props.set(name, { type: parseType(), optional });
+      }
+      if (peek() === ";" || peek() === ",") next();
+    }
+    expect("}");
+    return { kind: "object", props, index };
+  }
+
+  while (i < t.length) {
+    const tok = peek();
+    if (tok === "import") {
+      next();
+      if (peek() === "{") {
+        next();
+        while (peek() !== "}") {
+          const imported = next();
+          let local = imported;
+          if (peek() === "as") { next(); local = next(); }
+          mod.imports.set(local, { imported });
+          if (peek() === ",") next();
+        }
+        expect("}"); expect("from");
+        const from = str(next());
+        for (const v of mod.imports.values()) v.from ??= from;
+        if (peek() === ";") next();
+      } else skipBalanced();
+    } else if (tok === "export" && t[i + 1] === "interface" || tok === "interface") {
+      if (tok === "export") next();
+      next();
+      const name = next();
+      expect("{");
+      mod.types.set(name, parseObject());
+    } else if (tok === "export" && t[i + 1] === "type" && t[i + 2] === "{") {
+      i += 3;
+      while (peek() !== "}") {
+        const real = next();
+        let alias = real;
+        if (peek() === "as") { next(); alias = next(); }
+        mod.aliases.set(alias, real);
+        if (peek() === ",") next();
+      }
+      expect("}");
+      if (peek() === ";") next();
+    } else if (tok === "export" && t[i + 1] === "type") {
+      i += 2;
+      const name = next();
+      expect("=");
+      mod.types.set(name, parseType());
+      if (peek() === ";") next();
+    } else {
+      skipBalanced();
+    }
+  }
+  return mod;
+}
+
+function moduleFile(fromFile, spec) {
+  const base = spec.startsWith(".") ? resolve(dirname(fromFile), spec) : join(fileURLToPath(deps.nodeModules), spec);
+  const stem = base.replace(/\.js$/, "");
+  for (const f of [`${stem}.d.ts`, join(stem, "index.d.ts")]) if (existsSync(f)) return f;
+  throw new Error(`cannot find the declaration of ${spec} (from ${fromFile})`);
+}
+
+function lookup(mod, name) {
+  const real = mod.aliases.get(name) ?? name;
+  if (mod.types.has(real)) return mod.types.get(real);
+  const imp = mod.imports.get(name);
+  if (imp) return lookup(parseDts(moduleFile(mod.file, imp.from)), imp.imported);
+  throw new Error(`${mod.file}: unknown type ${name}`);
+}
+
+function deref(type) {
+  while (type.kind === "ref") type = lookup(type.mod, type.name);
+  return type;
+}
+
+// ---- strict walk ----------------------------------------------------------------------------
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function walk(value, type, path, errors) {
+  type = deref(type);
+  if (value === null || value === undefined) return;
+  switch (type.kind) {
+    case "object":
+      if (!isObject(value)) return; // a type error: schema validation reports it
+      if (type.props.size === 0 && !type.index) return; // free-form (pluginConfig, FieldsV1)
+      for (const [k, v] of Object.entries(value)) {
+        const p = path ? `${path}.${k}` : k;
+        const prop = type.props.get(k);
+        if (prop) walk(v, prop.type, p, errors);
+        else if (type.index) walk(v, type.index, p, errors);
+        else errors.push(`unknown field "${p}"`);
+      }
+      return;
+    case "array":
+      if (Array.isArray(value)) value.forEach((v, i) => walk(v, type.of, `${path}[${i}]`, errors));
+      return;
+    case "union": {
+      const objects = type.of.map(deref).filter((t) => t.kind === "object" || t.kind === "array");
+      if (objects.length === 1) walk(value, objects[0], path, errors);
+      else if (objects.length > 1) throw new Error(`${path}: ambiguous union of structured types`);
+      return;
+    }
+    default:
+      return; // scalar: type and enum are the schema's to check
+  }
+}
+
+let rootType;
+function wasmPluginType() {
+  if (!rootType) {
+    rootType = lookup(parseDts(fileURLToPath(deps.wasmPluginTypes)), "IWasmPlugin");
+    // The parser must have seen the CRD's shape, or the walk would prove nothing.
+    const spec = deref(rootType.props.get("spec")?.type ?? { kind: "prim" });
+    for (const f of ["url", "selector", "phase", "failStrategy", "pluginConfig", "imagePullPolicy", "sha256"]) {
+      if (!spec.props?.has(f)) throw new Error(`WasmPlugin.d.ts: no spec.${f}: the model's layout changed`);
+    }
+  }
+  return rootType;
+}
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function validateDoc(doc) {
+  const errors = [];
+  if (!isObject(doc)) return ["the document is not a mapping"];
+  if (doc.apiVersion !== WasmPlugin.apiVersion || doc.kind !== WasmPlugin.kind) {
+    return [`expected ${WasmPlugin.apiVersion} ${WasmPlugin.kind}, got ${doc.apiVersion} ${doc.kind}`];
+  }
+  try {
+    new WasmPlugin(doc).validate();
+  } catch (e) {
+    errors.push(`schema: ${e.message}`);
+  }
+  walk(doc, wasmPluginType(), "", errors);
+  const name = doc.metadata?.name;
+  if (typeof name !== "string" || name === "") errors.push("metadata.name: Required value: name is required");
+  else if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
+    errors.push(`metadata.name: Invalid value: "${name}": not a lowercase RFC 1123 subdomain`);
+  }
+  const spec = isObject(doc.spec) ? doc.spec : {};
+  const targets = [spec.selector != null, spec.targetRef != null, (spec.targetRefs ?? []).length > 0];
+  if (targets.filter(Boolean).length > 1) errors.push("spec: only one of targetRefs or workloadSelector can be set");
+  return errors;
+}
+
+function loadDocs(file) {
+  return yaml.loadAll(readFileSync(file, "utf8"), undefined, { filename: file }).filter((d) => d != null);
+}
+
+// ---- commands -------------------------------------------------------------------------------
+function check(files) {
+  let bad = 0;
+  for (const file of files) {
+    let docs;
+    try {
+      docs = loadDocs(file);
+    } catch (e) {
+      console.log(`${file}: invalid YAML: ${e.message.split("\n")[0]}`);
+      bad++;
+      continue;
+    }
+    if (docs.length === 0) { console.log(`${file}: no document`); bad++; continue; }
+    docs.forEach((doc, n) => {
+      const errors = validateDoc(doc);
+      const what = `${file} [${n}] ${doc?.kind ?? "?"} ${doc?.metadata?.namespace ?? ""}/${doc?.metadata?.name ?? "?"}`;
+      if (errors.length === 0) console.log(`${what}: valid`);
+      else { bad++; for (const e of errors) console.log(`${what}: ${e}`); }
+    });
+  }
+  return bad === 0 ? 0 : 1;
+}
+
+function pluginConfig(file) {
+  const docs = loadDocs(file).filter((d) => d?.kind === "WasmPlugin");
+  if (docs.length !== 1) { console.error(`${file}: expected one WasmPlugin, found ${docs.length}`); return 1; }
+  process.stdout.write(JSON.stringify(docs[0].spec?.pluginConfig ?? {}, null, 2) + "\n");
+  return 0;
+}
+
+// Fields of `pub struct NAME { ... }` in a Rust file: [field, type] pairs.
+function rustStruct(src, name) {
+  const m = new RegExp(`pub struct ${name} \\{([\\s\\S]*?)\\n\\}`).exec(src);
+  if (!m) throw new Error(`no struct ${name}`);
+  return [...m[1].matchAll(/^\s*pub (\w+): ([\w<>]+),/gm)].map((f) => [f[1], f[2]]);
+}
+
+function documented(file, configRs) {
+  const src = readFileSync(configRs, "utf8");
+  const text = readFileSync(file, "utf8");
+  const cfg = loadDocs(file).find((d) => d?.kind === "WasmPlugin")?.spec?.pluginConfig ?? {};
+  // The pluginConfig block: from its key to the next line indented no deeper.
+  const lines = text.split("\n");
+  const start = lines.findIndex((l) => /^\s*pluginConfig:/.test(l));
+  const indent = start < 0 ? 0 : lines[start].search(/\S/);
+  const block = [];
+  for (let i = start + 1; start >= 0 && i < lines.length; i++) {
+    if (lines[i].trim() !== "" && lines[i].search(/\S/) <= indent && !lines[i].trim().startsWith("#")) break;
+    block.push(lines[i]);
+  }
+  const commented = new Set(block.map((l) => /^\s*#\s*(\w+):/.exec(l)?.[1]).filter(Boolean));
+  const missing = [];
+  const visit = (struct, obj, prefix) => {
+    for (const [field, type] of rustStruct(src, struct)) {
+      const path = prefix + field;
+      const nested = /^[A-Z]\w*$/.test(type) && new RegExp(`pub struct ${type} \\{`).test(src);
+      if (nested) visit(type, isObject(obj?.[field]) ? obj[field] : undefined, path + ".");
+      else if (!(obj && field in obj) && !commented.has(field)) missing.push(path);
+    }
+  };
+  visit("Config", cfg, "");
+  if (missing.length) {
+    console.log(`${file}: pluginConfig does not show ${missing.join(", ")} (fields of ${configRs})`);
+    return 1;
+  }
+  console.log(`${file}: pluginConfig shows every field of ${configRs}`);
+  return 0;
+}
+
+const [cmd, ...args] = process.argv.slice(2);
+let rc;
+try {
+  if (cmd === "check" && args.length) rc = check(args);
+  else if (cmd === "plugin-config" && args.length === 1) rc = pluginConfig(args[0]);
+  else if (cmd === "documented" && args.length === 2) rc = documented(args[0], args[1]);
+  else {
+    console.error("usage: validate.mjs check FILE... | plugin-config FILE | documented FILE CONFIG_RS");
+    rc = 2;
+  }
+} catch (e) {
+  console.error(`validate.mjs: ${e.stack}`);
+  rc = 2;
+}
+process.exit(rc);
