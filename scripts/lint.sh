@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# fmt and clippy (-D warnings) on the workspace, natively and, for the filter, as wasm32-wasip1
+# (filter.rs and host.rs exist only there).
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || timeout 120 rustup component add "$c"
+done
+cargo fmt --all -- --check
+cargo clippy -q --locked --workspace --all-targets -- -D warnings
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  cargo clippy -q --locked -p trace-inject --lib --target wasm32-wasip1 -- -D warnings
+else
+  # Route B (Debian's toolchain) has no clippy; the native run still covers the pure modules.
+  echo "NOTE: no rustup wasm32-wasip1 target: clippy of filter.rs/host.rs not run" >&2
+fi

@@ -1,0 +1,293 @@
+//! Issue "Fast and unbreakable", hostile input through a real Envoy: a corpus of bad requests over
+//! HTTP/1.1 and HTTP/2, then 100k requests; every request answered, no panic or VM restart,
+//! memory bounded.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+const S: &str = "a2fb4a1d1a96d312";
+
+/// The corpus: (what, headers as raw bytes, statuses Envoy may answer with). 400/431 are Envoy's
+/// own codec refusing the request before any filter runs (control bytes, too many headers).
+fn corpus() -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16])> {
+    let names: [&[u8]; 8] = [
+        b"x-b3-traceid",
+        b"x-b3-spanid",
+        b"x-b3-parentspanid",
+        b"x-b3-sampled",
+        b"x-b3-flags",
+        b"b3",
+        b"traceparent",
+        b"tracestate",
+    ];
+    let mut c: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16])> = Vec::new();
+    for n in names {
+        let name = String::from_utf8_lossy(n).to_string();
+        let h = |v: &[u8]| {
+            vec![
+                (n.to_vec(), v.to_vec()),
+                (b"x-b3-spanid".to_vec(), S.as_bytes().to_vec()),
+            ]
+        };
+        c.push((format!("{name}: non-UTF-8"), h(b"\xff\xfe\xc3\x28"), &[200]));
+        c.push((format!("{name}: 8 KiB"), h(&vec![b'a'; 8192]), &[200]));
+        c.push((format!("{name}: 8 KiB hex"), h(&vec![b'f'; 8192]), &[200]));
+        c.push((format!("{name}: NUL"), h(b"46\x003ac"), &[200, 400]));
+        c.push((format!("{name}: control"), h(b"46\x013ac\x7f"), &[200, 400]));
+        c.push((format!("{name}: empty"), h(b""), &[200]));
+    }
+    let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec();
+    c.push((
+        "100 repeated traceparent".into(),
+        (0..100)
+            .map(|_| (b"traceparent".to_vec(), tp.clone()))
+            .collect(),
+        &[200, 431],
+    ));
+    c.push((
+        "90 repeated traceparent".into(),
+        (0..90)
+            .map(|_| (b"traceparent".to_vec(), tp.clone()))
+            .collect(),
+        &[200],
+    ));
+    let members: Vec<String> = (0..1000).map(|i| format!("k{i}=v{i}")).collect();
+    c.push((
+        "1000 tracestate members".into(),
+        vec![
+            (b"traceparent".to_vec(), tp.clone()),
+            (b"tracestate".to_vec(), members.join(",").into_bytes()),
+        ],
+        &[200],
+    ));
+    c.push((
+        "90 tracestate headers".into(),
+        std::iter::once((b"traceparent".to_vec(), tp.clone()))
+            .chain((0..89).map(|i| (b"tracestate".to_vec(), format!("k{i}=v").into_bytes())))
+            .collect(),
+        &[200],
+    ));
+    c
+}
+
+fn stat(envoy: &Envoy, name: &str) -> u64 {
+    envoy.stat(name).unwrap_or_else(|| panic!("no stat {name}"))
+}
+
+/// HTTP/2 (prior knowledge) through curl: the status, or None when Envoy refused the stream.
+fn h2(port: u16, headers: &[(Vec<u8>, Vec<u8>)]) -> Option<(u16, bool)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "10",
+    ]);
+    for (n, v) in headers {
+        let mut h = n.clone();
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(v);
+        cmd.arg("-H").arg(std::ffi::OsStr::from_bytes(&h));
+    }
+    cmd.arg(format!("http://127.0.0.1:{port}/"));
+    let out = cmd.output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, text.to_ascii_lowercase().contains("\nx-trace-id: ")))
+}
+
+#[test]
+fn a_corpus_of_bad_requests_over_http1_and_http2() {
+    // FAIL_CLOSED: a VM that died would fail every later request, so nothing can hide.
+    let echo = EchoServer::start();
+    let port = free_port();
+    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), "{}")
+        .replace(
+            "failure_policy: FAIL_OPEN",
+            "failure_policy: FAIL_CLOSED".to_string(),
+        )
+        .start()
+        .expect("Envoy");
+    let vms = stat(&envoy, "wasm.envoy.wasm.runtime.v8.created");
+    for (what, headers, allowed) in corpus() {
+        let raw: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        let r = http::request(port, "GET", "/", &raw)
+            .unwrap_or_else(|e| panic!("{what}: not answered: {e}"));
+        assert!(
+            allowed.contains(&r.status),
+            "{what}: HTTP/1.1 status {}",
+            r.status
+        );
+        if r.status == 200 {
+            assert!(r.header("x-trace-id").is_some(), "{what}: filtered");
+            assert_valid_context(&echo.requests().pop().expect("upstream saw it"));
+        }
+        // curl's command line cannot carry a NUL byte: that case goes over HTTP/1.1 only.
+        let h2_result = if headers.iter().any(|(_, v)| v.contains(&0)) {
+            Some((r.status, r.header("x-trace-id").is_some()))
+        } else {
+            h2(port, &headers)
+        };
+        match h2_result {
+            Some((status, traced)) => {
+                assert!(allowed.contains(&status), "{what}: HTTP/2 status {status}");
+                assert!(status != 200 || traced, "{what}: HTTP/2 filtered");
+            }
+            // Envoy's HTTP/2 codec resets a stream it refuses (control bytes in a value, too many
+            // headers) before any filter runs: only where HTTP/1.1 may refuse it too.
+            None => assert!(
+                allowed.iter().any(|s| *s == 400 || *s == 431),
+                "{what}: HTTP/2 not answered"
+            ),
+        }
+        let ok = http::request(port, "GET", "/", &[]).expect("a plain request after it");
+        assert_eq!(ok.status, 200, "after {what}");
+        assert!(
+            ok.header("x-trace-id").is_some(),
+            "after {what}: the filter still runs"
+        );
+    }
+    assert_eq!(
+        stat(&envoy, "wasm.envoy.wasm.runtime.v8.created"),
+        vms,
+        "no VM was recreated"
+    );
+    let log = envoy.log();
+    for bad in ["panicked", "Wasm VM failed", "failed to load", "wasm trap"] {
+        assert!(!log.contains(bad), "{bad:?} in Envoy's log");
+    }
+}
+
+/// Sends `n` requests over one keep-alive connection; returns how many were 200 with x-trace-id.
+fn keepalive(port: u16, n: usize, request: impl Fn(usize) -> Vec<u8>) -> usize {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut good = 0;
+    for i in 0..n {
+        w.write_all(&request(i)).expect("write");
+        let mut status = String::new();
+        r.read_line(&mut status).expect("status line");
+        let (mut len, mut traced) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("header line");
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            traced |= l.starts_with("x-trace-id:");
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).expect("body");
+        if status.starts_with("HTTP/1.1 200") && traced {
+            good += 1;
+        }
+    }
+    good
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn allocated(envoy: &Envoy) -> u64 {
+    let m = envoy.admin("GET", "/memory").expect("/memory").json();
+    m["allocated"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn memory_stays_bounded_over_100k_hostile_requests() {
+    let port = free_port();
+    let echo = EchoServer::start();
+    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), "{}")
+        .replace(
+            "route: {cluster: echo}",
+            "direct_response: {status: 200, body: {inline_string: ok}}".to_string(),
+        )
+        .replace(
+            "failure_policy: FAIL_OPEN",
+            "failure_policy: FAIL_CLOSED".to_string(),
+        )
+        .start()
+        .expect("Envoy");
+    let members: String = (0..1000).map(|i| format!("k{i}=v{i},")).collect();
+    let big = "f".repeat(8192);
+    let request = move |i: usize| -> Vec<u8> {
+        let mut req = b"GET / HTTP/1.1\r\nhost: localhost\r\n".to_vec();
+        let h: Vec<u8> = match i % 6 {
+            0 => Vec::new(),
+            1 => format!("x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124\r\nx-b3-spanid: {S}\r\n").into_bytes(),
+            2 => b"x-b3-traceid: \xff\xfe\r\nb3: \xc3\x28\r\ntraceparent: \xff\r\n".to_vec(),
+            3 => format!("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: {members}\r\n").into_bytes(),
+            4 => format!("x-b3-traceid: {big}\r\nx-b3-spanid: {big}\r\n").into_bytes(),
+            _ => "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n".repeat(50).into_bytes(),
+        };
+        req.extend_from_slice(&h);
+        req.extend_from_slice(b"\r\n");
+        req
+    };
+    let request = std::sync::Arc::new(request);
+    let run = |per_conn: usize| -> usize {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let request = std::sync::Arc::clone(&request);
+                std::thread::spawn(move || keepalive(port, per_conn, |i| request(i)))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    };
+    assert_eq!(
+        run(2_500),
+        10_000,
+        "warm-up: every request 200 with x-trace-id"
+    );
+    let (rss0, alloc0) = (rss_kib(envoy.pid()), allocated(&envoy));
+    assert_eq!(run(25_000), 100_000, "every request 200 with x-trace-id");
+    let (rss1, alloc1) = (rss_kib(envoy.pid()), allocated(&envoy));
+    eprintln!("Envoy RSS {rss0} -> {rss1} KiB, tcmalloc allocated {alloc0} -> {alloc1} B over 100k requests");
+    assert!(
+        rss1 < rss0 + 16 * 1024,
+        "RSS grew {} KiB over 100k requests",
+        rss1.saturating_sub(rss0)
+    );
+    assert!(
+        alloc1 < alloc0 + 8 * 1024 * 1024,
+        "allocated grew {} B",
+        alloc1.saturating_sub(alloc0)
+    );
+    assert_eq!(
+        stat(&envoy, "wasmcustom.trace_inject.malformed") > 30_000,
+        true
+    );
+    assert!(!envoy.log().contains("panicked"));
+}
