@@ -15,7 +15,12 @@ fn wait_lines(envoy: &Envoy, n: usize) -> Vec<serde_json::Value> {
         lines = json_log_lines(&envoy.log());
         lines.len() >= n
     });
-    assert!(lines.len() >= n, "expected {n} JSON log lines, got {}: {}", lines.len(), envoy.log());
+    assert!(
+        lines.len() >= n,
+        "expected {n} JSON log lines, got {}: {}",
+        lines.len(),
+        envoy.log()
+    );
     lines
 }
 
@@ -24,12 +29,26 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
     // As an Istio sidecar runs Envoy: warning level, with the component log level the README's
     // `sidecar.istio.io/componentLogLevel: "wasm:info"` annotation gives.
     let hop = sidecar_hop(None, |b| {
-        b.log_level("warning").extra_args(["--component-log-level", "wasm:info"])
+        b.log_level("warning")
+            .extra_args(["--component-log-level", "wasm:info"])
     });
-    let requests: [(&str, Vec<(&str, &str)>, &str); 3] = [
+    type Request<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let requests: [Request; 3] = [
         ("injected", vec![], "/checkout?card=4111"),
-        ("b3", vec![("x-b3-traceid", T32), ("x-b3-spanid", S), ("x-b3-sampled", "1")], "/cart"),
-        ("repaired", vec![("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)], "/pay"),
+        (
+            "b3",
+            vec![
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("x-b3-sampled", "1"),
+            ],
+            "/cart",
+        ),
+        (
+            "repaired",
+            vec![("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)],
+            "/pay",
+        ),
     ];
     let mut told = Vec::new();
     for (_, headers, path) in &requests {
@@ -38,9 +57,14 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
         told.push((r.header("x-trace-id").expect("x-trace-id"), hop.upstream()));
     }
     let lines = wait_lines(&hop.envoy, 3);
-    for (((context, _, path), (trace_id, upstream)), line) in requests.iter().zip(&told).zip(&lines) {
+    for (((context, _, path), (trace_id, upstream)), line) in requests.iter().zip(&told).zip(&lines)
+    {
         assert_eq!(line["context"], *context, "{line}");
-        assert_eq!(line["trace_id"], trace_id.as_str(), "the log's id is the one the caller got");
+        assert_eq!(
+            line["trace_id"],
+            trace_id.as_str(),
+            "the log's id is the one the caller got"
+        );
         assert_eq!(
             line["span_id"].as_str(),
             upstream.header("x-b3-spanid"),
@@ -55,7 +79,11 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
         assert_eq!(line["mesh"], "cluster.local");
         assert_eq!(line["pod"], "backend-v1-7d9f8c-abcde");
         assert_eq!(line["method"], "GET");
-        assert_eq!(line["path"], path.split('?').next().unwrap(), "no query string by default");
+        assert_eq!(
+            line["path"],
+            path.split('?').next().unwrap(),
+            "no query string by default"
+        );
         assert_eq!(line["status"], 200);
         assert_eq!(line["upstream_cluster"], "echo");
         let ms = line["duration_ms"].as_f64().expect("duration_ms");
@@ -64,8 +92,12 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
     // Span tags on the spans Envoy's tracer reported (the repaired request has no span: Envoy's
     // tracer made none, measured).
     for (trace_id, _) in &told[..2] {
-        let spans = hop.collector.wait_for_trace(trace_id, 1, Duration::from_secs(15));
-        let span = spans.first().unwrap_or_else(|| panic!("no span for {trace_id}"));
+        let spans = hop
+            .collector
+            .wait_for_trace(trace_id, 1, Duration::from_secs(15));
+        let span = spans
+            .first()
+            .unwrap_or_else(|| panic!("no span for {trace_id}"));
         for (tag, want) in [
             ("service", "backend"),
             ("namespace", "default"),
@@ -81,8 +113,16 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
     assert_eq!(hop.counter("requests.repaired"), 1);
     assert_eq!(hop.counter("malformed"), 1);
     // Prometheus names, as Istio's merged scrape exposes them.
-    let prom = hop.envoy.admin("GET", "/stats/prometheus").expect("prometheus").text();
-    for name in ["trace_inject_requests_injected{} 1", "trace_inject_requests_b3{} 1", "trace_inject_requests_repaired{} 1"] {
+    let prom = hop
+        .envoy
+        .admin("GET", "/stats/prometheus")
+        .expect("prometheus")
+        .text();
+    for name in [
+        "trace_inject_requests_injected{} 1",
+        "trace_inject_requests_b3{} 1",
+        "trace_inject_requests_repaired{} 1",
+    ] {
         assert!(prom.contains(name), "{name} in /stats/prometheus");
     }
 }
@@ -92,10 +132,22 @@ fn without_node_metadata_the_fallbacks_apply() {
     // Plain Envoy: no metadata; --service-cluster / --service-node are what there is.
     let echo = EchoServer::start();
     let port = free_port();
-    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), r#"{"log": {"include_query": true}}"#)
-        .extra_args(["--service-cluster", "frontend.default", "--service-node", "frontend-1"])
-        .start()
-        .expect("Envoy");
+    let envoy = builder(
+        "envoy.yaml",
+        10000,
+        8080,
+        port,
+        echo.port(),
+        r#"{"log": {"include_query": true}}"#,
+    )
+    .extra_args([
+        "--service-cluster",
+        "frontend.default",
+        "--service-node",
+        "frontend-1",
+    ])
+    .start()
+    .expect("Envoy");
     let r = http::request(port, "GET", "/a?b=c", &[]).unwrap();
     let line = &wait_lines(&envoy, 1)[0];
     assert_eq!(line["service"], "frontend.default");
@@ -131,9 +183,16 @@ fn without_node_metadata_the_fallbacks_apply() {
 fn log_line_can_be_turned_off() {
     let echo = EchoServer::start();
     let port = free_port();
-    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), r#"{"log": {"enabled": false}}"#)
-        .start()
-        .expect("Envoy");
+    let envoy = builder(
+        "envoy.yaml",
+        10000,
+        8080,
+        port,
+        echo.port(),
+        r#"{"log": {"enabled": false}}"#,
+    )
+    .start()
+    .expect("Envoy");
     for _ in 0..3 {
         assert_eq!(http::request(port, "GET", "/", &[]).unwrap().status, 200);
     }
@@ -141,10 +200,17 @@ fn log_line_can_be_turned_off() {
     assert!(json_log_lines(&envoy.log()).is_empty());
     drop(envoy);
     // At a level Envoy does not print (debug under the default info), nothing either.
-    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), r#"{"log": {"level": "debug"}}"#)
-        .extra_args(["--component-log-level", "wasm:info"])
-        .start()
-        .expect("Envoy");
+    let envoy = builder(
+        "envoy.yaml",
+        10000,
+        8080,
+        port,
+        echo.port(),
+        r#"{"log": {"level": "debug"}}"#,
+    )
+    .extra_args(["--component-log-level", "wasm:info"])
+    .start()
+    .expect("Envoy");
     http::request(port, "GET", "/", &[]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(json_log_lines(&envoy.log()).is_empty());

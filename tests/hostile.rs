@@ -13,7 +13,10 @@ const S: &str = "a2fb4a1d1a96d312";
 
 /// The corpus: (what, headers as raw bytes, statuses Envoy may answer with). 400/431 are Envoy's
 /// own codec refusing the request before any filter runs (control bytes, too many headers).
-fn corpus() -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16])> {
+/// (what, raw headers, statuses Envoy may answer with).
+type Case = (String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16]);
+
+fn corpus() -> Vec<Case> {
     let names: [&[u8]; 8] = [
         b"x-b3-traceid",
         b"x-b3-spanid",
@@ -24,7 +27,7 @@ fn corpus() -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16])> {
         b"traceparent",
         b"tracestate",
     ];
-    let mut c: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16])> = Vec::new();
+    let mut c: Vec<Case> = Vec::new();
     for n in names {
         let name = String::from_utf8_lossy(n).to_string();
         let h = |v: &[u8]| {

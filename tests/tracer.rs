@@ -100,7 +100,10 @@ fn check(
     told
 }
 
-fn tracer_hop_cases() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, Expect)> {
+/// (what, request headers, expected outcome).
+type Case = (&'static str, Vec<(&'static str, &'static str)>, Expect);
+
+fn tracer_hop_cases() -> Vec<Case> {
     let b3_single: &'static str = Box::leak(format!("{T32}-{S}-1").into_boxed_str());
     vec![
         ("no context", vec![], Expect::TracerRoot),
