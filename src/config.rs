@@ -26,6 +26,42 @@ pub struct Config {
     pub envoy_trace_context_option: TraceContextOption,
     pub log: LogConfig,
     pub workload: WorkloadOverrides,
+    /// This filter reports its own span per request to a Zipkin-compatible collector; off
+    /// (`null`) by default. Only for hops where Envoy's tracer does not run.
+    pub export: Option<ExportConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// The Envoy cluster of the collector (Istio: `outbound|9411||jaeger-collector.istio-system.svc.cluster.local`).
+    pub cluster: String,
+    pub path: String,
+    /// `:authority` of the export requests; default: the cluster name.
+    pub authority: Option<String>,
+    /// `localEndpoint.serviceName`; default: the resolved workload's service.
+    pub service_name: Option<String>,
+    /// Spans per POST.
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    /// Spans held per worker while the collector is slow or down; the oldest go first.
+    pub buffer_limit: usize,
+    pub timeout_ms: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            cluster: String::new(),
+            path: "/api/v2/spans".to_string(),
+            authority: None,
+            service_name: None,
+            batch_size: 100,
+            flush_interval_ms: 1000,
+            buffer_limit: 1000,
+            timeout_ms: 2000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -90,6 +126,7 @@ impl Default for Config {
             envoy_trace_context_option: TraceContextOption::USE_B3,
             log: LogConfig::default(),
             workload: WorkloadOverrides::default(),
+            export: None,
         }
     }
 }
@@ -163,6 +200,48 @@ impl Config {
                 ));
             }
         }
+        if let Some(e) = &self.export {
+            if e.cluster.trim().is_empty() {
+                return Err(err(
+                    "export.cluster",
+                    "is required: the Envoy cluster of the collector",
+                ));
+            }
+            if !e.path.starts_with('/') {
+                return Err(err("export.path", "must start with '/'"));
+            }
+            if e.authority.as_deref().is_some_and(|a| a.trim().is_empty()) {
+                return Err(err(
+                    "export.authority",
+                    "must not be empty (leave it out for the cluster name)",
+                ));
+            }
+            if e.service_name
+                .as_deref()
+                .is_some_and(|a| a.trim().is_empty())
+            {
+                return Err(err(
+                    "export.service_name",
+                    "must not be empty (leave it out for the workload's service)",
+                ));
+            }
+            for (field, v, lo, hi) in [
+                ("export.batch_size", e.batch_size as u64, 1, 10_000),
+                ("export.flush_interval_ms", e.flush_interval_ms, 10, 600_000),
+                ("export.buffer_limit", e.buffer_limit as u64, 1, 1_000_000),
+                ("export.timeout_ms", e.timeout_ms, 10, 600_000),
+            ] {
+                if !(lo..=hi).contains(&v) {
+                    return Err(err(field, format!("must be between {lo} and {hi}")));
+                }
+            }
+            if self.tracer == TracerMode::Envoy {
+                return Err(err(
+                    "export",
+                    "cannot be used with \"tracer\": \"envoy\": Envoy's tracer reports this hop's spans already",
+                ));
+            }
+        }
         let w = &self.workload;
         for (field, v) in [
             ("workload.service", &w.service),
@@ -224,11 +303,13 @@ impl Section for Config {
         match key {
             "log" => deserialize_section::<LogConfig>(value, path).err(),
             "workload" => deserialize_section::<WorkloadOverrides>(value, path).err(),
+            "export" if !value.is_null() => deserialize_section::<ExportConfig>(value, path).err(),
             _ => None,
         }
     }
 }
 impl Section for LogConfig {}
+impl Section for ExportConfig {}
 impl Section for WorkloadOverrides {}
 
 /// Deserializes a section; on failure, finds the field to blame by trying each one alone
@@ -391,6 +472,37 @@ mod tests {
             refused(r#"{"workload":{"service":" "}}"#).field,
             "workload.service"
         );
+    }
+
+    #[test]
+    fn export_section() {
+        let c = Config::parse(br#"{"export": {"cluster": "zipkin"}}"#).unwrap();
+        let e = c.export.unwrap();
+        assert_eq!(
+            (e.path.as_str(), e.batch_size, e.buffer_limit),
+            ("/api/v2/spans", 100, 1000)
+        );
+        assert_eq!(Config::parse(br#"{"export": null}"#).unwrap().export, None);
+        assert_eq!(refused(r#"{"export": {}}"#).field, "export.cluster");
+        assert_eq!(
+            refused(r#"{"export": {"cluster": "z", "batch_size": 0}}"#).field,
+            "export.batch_size"
+        );
+        assert_eq!(
+            refused(r#"{"export": {"cluster": "z", "path": "api"}}"#).field,
+            "export.path"
+        );
+        assert_eq!(
+            refused(r#"{"export": {"cluster": "z", "colour": 1}}"#).field,
+            "export.colour"
+        );
+        assert_eq!(
+            refused(r#"{"export": {"cluster": "z", "timeout_ms": "1s"}}"#).field,
+            "export.timeout_ms"
+        );
+        let e = refused(r#"{"tracer": "envoy", "export": {"cluster": "z"}}"#);
+        assert_eq!(e.field, "export");
+        assert!(e.reason.contains("Envoy's tracer"), "{e}");
     }
 
     #[test]

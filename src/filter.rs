@@ -9,12 +9,15 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::config::{Config, LogLevel as ConfigLogLevel, TraceContextOption, TracerMode};
+use crate::config::{
+    Config, ExportConfig, LogLevel as ConfigLogLevel, TraceContextOption, TracerMode,
+};
 use crate::context::{Format, Parsed, TraceContext};
 use crate::host;
 use crate::ids::{IdSource, TraceId};
 use crate::log_record::{loggable_path, LogRecord};
 use crate::propagate::{self, Decision, Hop, Source, TraceHeaders};
+use crate::span::{self, FinishedSpan, SpanBuffer};
 use crate::workload::{NodeInfo, Workload};
 use crate::{b3, w3c};
 
@@ -32,6 +35,10 @@ struct Metrics {
     conflicts: Option<u32>,
     config_rejected: Option<u32>,
     tracer_detected: Option<u32>,
+    spans_sent: Option<u32>,
+    spans_dropped: Option<u32>,
+    spans_failed: Option<u32>,
+    export_disabled: Option<u32>,
 }
 
 impl Metrics {
@@ -49,6 +56,10 @@ impl Metrics {
             conflicts: c("conflicts"),
             config_rejected: c("config_rejected"),
             tracer_detected: c("tracer_detected"),
+            spans_sent: c("export.spans_sent"),
+            spans_dropped: c("export.spans_dropped"),
+            spans_failed: c("export.spans_failed"),
+            export_disabled: c("export.disabled"),
         }
     }
 
@@ -110,6 +121,16 @@ struct Shared {
     ids: Ids,
     workload: Workload,
     hop: Cell<HopState>,
+    exporter: Option<Exporter>,
+}
+
+/// The filter's own spans (config `export`): buffered per worker, posted from the root context.
+struct Exporter {
+    config: ExportConfig,
+    service: String,
+    buffer: RefCell<SpanBuffer>,
+    /// Off for good once Envoy's tracer was seen on this hop (spans would be doubled).
+    active: Cell<bool>,
 }
 
 impl Shared {
@@ -127,12 +148,24 @@ impl Shared {
         }
     }
 
+    fn exporting(&self) -> Option<&Exporter> {
+        self.exporter.as_ref().filter(|e| e.active.get())
+    }
+
     /// Auto-detection saw Envoy's tracer replace this filter's ids: once per VM, say so.
     fn tracer_detected(&self) {
         if self.hop.replace(HopState::Tracer) == HopState::Tracer {
             return;
         }
         host::increment(self.metrics.tracer_detected);
+        if let Some(e) = self.exporting() {
+            e.active.set(false);
+            e.buffer.borrow_mut().take(usize::MAX);
+            host::increment(self.metrics.export_disabled);
+            log::warn!(
+                "Envoy's tracer reports this hop's spans: this filter stops exporting its own (they would be doubled); remove \"export\" from the plugin configuration of this hop"
+            );
+        }
         log::warn!(
             "Envoy's tracer runs on this hop and replaced the ids this filter wrote: set \"tracer\": \"envoy\" (and \"envoy_trace_context_option\" to the Zipkin tracer's trace_context_option) in the plugin configuration; until a worker has seen this, \"auto\" may report a trace id the collector never receives"
         );
@@ -151,9 +184,37 @@ fn node_property(path: &[&str]) -> Option<String> {
 #[derive(Default)]
 struct Root {
     shared: Option<Rc<Shared>>,
+    /// Export calls in flight: token -> number of spans.
+    in_flight: std::collections::HashMap<u32, u64>,
 }
 
-impl Context for Root {}
+/// At most this many export calls are dispatched per tick (the rest wait, bounded by the buffer).
+const MAX_CALLS_PER_TICK: usize = 4;
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let (Some(shared), Some(n)) = (&self.shared, self.in_flight.remove(&token)) else {
+            return;
+        };
+        let status = host::header(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+        match status {
+            Some(200..=299) => host::add(shared.metrics.spans_sent, n),
+            other => {
+                host::add(shared.metrics.spans_failed, n);
+                log::debug!("span export: collector answered {other:?}; {n} spans lost");
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -185,6 +246,18 @@ impl RootContext for Root {
             TracerMode::None => HopState::Plain,
             TracerMode::Envoy => HopState::Tracer,
         });
+        let exporter = config.export.clone().map(|e| {
+            host::set_tick_period_ms(u32::try_from(e.flush_interval_ms).unwrap_or(u32::MAX));
+            Exporter {
+                service: e
+                    .service_name
+                    .clone()
+                    .unwrap_or_else(|| workload.service.clone()),
+                buffer: RefCell::new(SpanBuffer::new(e.buffer_limit)),
+                active: Cell::new(true),
+                config: e,
+            }
+        });
         let ids = match self.shared.take() {
             // A reconfiguration keeps the seeded generator.
             Some(old) => match Rc::try_unwrap(old) {
@@ -199,8 +272,47 @@ impl RootContext for Root {
             ids,
             workload,
             hop,
+            exporter,
         }));
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(e) = shared.exporting() else {
+            return;
+        };
+        let c = &e.config;
+        let authority = c.authority.as_deref().unwrap_or(&c.cluster);
+        for _ in 0..MAX_CALLS_PER_TICK {
+            let batch = e.buffer.borrow_mut().take(c.batch_size);
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len() as u64;
+            let body = span::zipkin_json(&batch, &e.service);
+            let headers = vec![
+                (":method", "POST"),
+                (":path", c.path.as_str()),
+                (":authority", authority),
+                ("content-type", "application/json"),
+            ];
+            let timeout = std::time::Duration::from_millis(c.timeout_ms);
+            match host::http_call(&c.cluster, headers, body.as_bytes(), timeout) {
+                Some(token) => {
+                    self.in_flight.insert(token, n);
+                }
+                None => {
+                    host::add(shared.metrics.spans_failed, n);
+                    log::debug!(
+                        "span export: cannot call cluster {:?}; {n} spans lost",
+                        c.cluster
+                    );
+                }
+            }
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -210,6 +322,7 @@ impl RootContext for Root {
             decision: None,
             report: None,
             checks_hop: false,
+            span_start_ns: None,
         }))
     }
 
@@ -226,6 +339,8 @@ struct Request {
     report: Option<TraceId>,
     /// `auto` mode, hop not known yet: `on_log` checks whether the ids were replaced.
     checks_hop: bool,
+    /// When this filter reports a span for the request (export on, sampled): its start.
+    span_start_ns: Option<u64>,
 }
 
 impl Context for Request {}
@@ -244,7 +359,15 @@ impl HttpContext for Request {
             },
             HopState::Plain | HopState::Unknown => Hop::Plain,
         };
-        let decision = propagate::decide_for_hop(&headers, &shared.config, hop, &mut &shared.ids);
+        let mut decision =
+            propagate::decide_for_hop(&headers, &shared.config, hop, &mut &shared.ids);
+        if hop == Hop::Plain && shared.exporting().is_some() {
+            let span_id = (&shared.ids).span_id();
+            decision = propagate::as_participant(decision, &headers, &shared.config, span_id);
+            if decision.context.sampling.sampled() {
+                self.span_start_ns = host::now_nanos();
+            }
+        }
         self.report = match state {
             // A tracer may run here (Envoy marked the request id as traced): only an id that holds
             // either way.
@@ -301,7 +424,7 @@ impl HttpContext for Request {
     fn on_log(&mut self) {
         let shared = Rc::clone(&self.shared);
         let log_enabled = shared.config.log.enabled && log::log_enabled!(shared.log_level());
-        if !log_enabled && !self.checks_hop {
+        if !log_enabled && !self.checks_hop && self.span_start_ns.is_none() {
             return;
         }
         let Some(decision) = &self.decision else {
@@ -317,6 +440,22 @@ impl HttpContext for Request {
         if self.checks_hop && shared.hop.get() == HopState::Unknown {
             self.check_hop(decision, carried.as_ref());
         }
+        let status = host::property(&["response", "code"]).and_then(|b| le_u64(&b));
+        let upstream_cluster =
+            host::property(&["xds", "cluster_name"]).and_then(|b| String::from_utf8(b).ok());
+        let line = request_line(pairs.as_ref());
+        if let (Some(start), Some(e)) = (self.span_start_ns, shared.exporting()) {
+            let span = own_span(
+                decision,
+                &shared.workload,
+                start,
+                &line,
+                status,
+                upstream_cluster.as_deref(),
+            );
+            let dropped = e.buffer.borrow_mut().push(span);
+            host::add(shared.metrics.spans_dropped, dropped);
+        }
         if !log_enabled {
             return;
         }
@@ -328,39 +467,22 @@ impl HttpContext for Request {
             ),
             None => (self.report.map(TraceId::to_hex32), None, None),
         };
-        let (method, path) = pairs
-            .as_ref()
-            .map(|p| {
-                let mut method = None;
-                let mut path = None;
-                for (n, v) in p.iter() {
-                    match n {
-                        ":method" => method = std::str::from_utf8(v).ok(),
-                        ":path" => path = std::str::from_utf8(v).ok(),
-                        _ => {}
-                    }
-                }
-                (method, path)
-            })
-            .unwrap_or_default();
-        let status = host::property(&["response", "code"]).and_then(|b| le_u64(&b));
         let duration_ms = host::property(&["request", "duration"])
             .and_then(|b| le_u64(&b))
             .map(|ns| ns as f64 / 1e6);
-        let upstream_cluster = host::property(&["xds", "cluster_name"]);
         let record = LogRecord {
             trace_id,
             span_id,
             sampled,
             context: decision.source.name(),
             workload: &shared.workload,
-            method,
-            path: path.map(|p| loggable_path(p, shared.config.log.include_query)),
+            method: line.method,
+            path: line
+                .path
+                .map(|p| loggable_path(p, shared.config.log.include_query)),
             status,
             duration_ms,
-            upstream_cluster: upstream_cluster
-                .as_deref()
-                .and_then(|b| std::str::from_utf8(b).ok()),
+            upstream_cluster: upstream_cluster.as_deref(),
         };
         log::log!(shared.log_level(), "{}", record.to_json());
     }
@@ -397,6 +519,70 @@ fn carried_context(h: &TraceHeaders) -> Option<TraceContext> {
         Some(Parsed::Context(c)) => Some(c),
         _ => None,
     })
+}
+
+/// The request's pseudo-headers, as the log line and the span need them.
+#[derive(Default)]
+struct RequestLine<'a> {
+    method: Option<&'a str>,
+    path: Option<&'a str>,
+    authority: Option<&'a str>,
+}
+
+fn request_line(pairs: Option<&host::HeaderPairs>) -> RequestLine<'_> {
+    let mut line = RequestLine::default();
+    for (n, v) in pairs.into_iter().flat_map(|p| p.iter()) {
+        let v = std::str::from_utf8(v).ok();
+        match n {
+            ":method" => line.method = v,
+            ":path" => line.path = v,
+            ":authority" => line.authority = v,
+            _ => {}
+        }
+    }
+    line
+}
+
+/// This filter's span for the request (export on): a SERVER span, child of the incoming context.
+fn own_span(
+    decision: &Decision,
+    workload: &Workload,
+    start_ns: u64,
+    line: &RequestLine,
+    status: Option<u64>,
+    upstream_cluster: Option<&str>,
+) -> FinishedSpan {
+    let end_ns = host::now_nanos().unwrap_or(start_ns);
+    let mut tags: Vec<(&'static str, String)> = Vec::with_capacity(12);
+    if let Some(m) = line.method {
+        tags.push(("http.method", m.to_string()));
+    }
+    if let Some(p) = line.path {
+        tags.push(("http.path", loggable_path(p, false).to_string()));
+    }
+    if let Some(s) = status {
+        tags.push(("http.status_code", s.to_string()));
+        if s >= 500 {
+            tags.push(("error", s.to_string()));
+        }
+    }
+    for (k, v) in workload.fields().iter().take(5) {
+        tags.push((k, v.to_string()));
+    }
+    if let Some(c) = upstream_cluster {
+        tags.push(("upstream_cluster", c.to_string()));
+    }
+    let c = decision.context;
+    FinishedSpan {
+        trace_id: c.trace_id,
+        id: c.span_id,
+        parent_id: c.parent_span_id,
+        name: line.authority.unwrap_or("-").to_string(),
+        timestamp_us: start_ns / 1000,
+        duration_us: end_ns.saturating_sub(start_ns) / 1000,
+        debug: c.sampling == crate::context::Sampling::Debug,
+        tags,
+    }
 }
 
 /// Envoy serialises integer properties as 8 little-endian bytes.

@@ -66,6 +66,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
 }
 
 /// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
@@ -226,8 +227,30 @@ pub fn define_counter(name: &str) -> Option<u32> {
 }
 
 pub fn increment(metric: Option<u32>) {
+    add(metric, 1);
+}
+
+pub fn add(metric: Option<u32>, n: u64) {
     if let Some(id) = metric {
         // SAFETY: plain values.
-        let _ = unsafe { proxy_increment_metric(id, 1) };
+        let _ = unsafe { proxy_increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) };
     }
+}
+
+pub fn set_tick_period_ms(ms: u32) -> bool {
+    // SAFETY: a plain value.
+    (unsafe { proxy_set_tick_period_milliseconds(ms) }) == OK
+}
+
+/// Dispatches an HTTP call from the current (root) context. This one goes through the SDK: its
+/// dispatcher must register the token to route the response back (it panics on a token it does
+/// not know). Its wrapper panics on a status other than Ok/BadArgument/InternalFailure, the only
+/// ones Envoy's `httpCall` returns.
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
 }

@@ -11,6 +11,7 @@ pub mod envoy_tracer;
 pub mod ids;
 pub mod log_record;
 pub mod propagate;
+pub mod span;
 pub mod w3c;
 pub mod workload;
 

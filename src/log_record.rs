@@ -82,7 +82,7 @@ impl LogRecord<'_> {
 }
 
 /// A JSON string literal; control characters escaped, the rest as is (the input is UTF-8).
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

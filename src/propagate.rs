@@ -5,7 +5,7 @@ use crate::b3::{self, MultiHeaders};
 use crate::config::Config;
 use crate::context::{Format, Parsed, Sampling, TraceContext};
 use crate::envoy_tracer;
-use crate::ids::{IdSource, TraceId};
+use crate::ids::{IdSource, SpanId, TraceId};
 use crate::w3c;
 
 /// The trace headers of one request, as received (names matched case-insensitively).
@@ -310,19 +310,14 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
         }
     }
 
-    // tracestate belongs to the traceparent it came with: kept only while that trace goes on.
-    if !h.tracestate.is_empty() && read(Format::W3c) {
-        let same_trace = matches!(state(Format::W3c), Parsed::Context(c) if c.trace_id.same_trace(&context.trace_id));
-        let keep =
-            same_trace && (!traceparent_removed_or_replaced || cfg.outputs.contains(&Format::W3c));
-        if keep {
-            let combined = h.tracestate.join(&b","[..]);
-            if let Err(why) = w3c::validate_tracestate(&combined) {
+    if read(Format::W3c) {
+        if let Some((edit, why)) =
+            tracestate_edit(h, &context, traceparent_removed_or_replaced, cfg)
+        {
+            if let Some(why) = why {
                 malformed.push((w3c::TRACESTATE, why));
-                edits.push(remove(w3c::TRACESTATE));
             }
-        } else {
-            edits.push(remove(w3c::TRACESTATE));
+            edits.push(edit);
         }
     }
 
@@ -334,6 +329,72 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
         conflict,
         report: Some(context.trace_id),
     }
+}
+
+/// `tracestate` belongs to the `traceparent` it came with: kept only while that trace goes on
+/// (a parent-id update keeps it) and only while valid. Returns the removal, with the reason when
+/// the tracestate itself was malformed.
+fn tracestate_edit(
+    h: &TraceHeaders,
+    context: &TraceContext,
+    traceparent_changed: bool,
+    cfg: &Config,
+) -> Option<(Edit, Option<&'static str>)> {
+    if h.tracestate.is_empty() {
+        return None;
+    }
+    let same_trace = !h.traceparent_repeated
+        && h.traceparent
+            .and_then(|v| w3c::parse_traceparent(v).ok())
+            .is_some_and(|tp| tp.context.trace_id.same_trace(&context.trace_id));
+    let keep = same_trace && (!traceparent_changed || cfg.outputs.contains(&Format::W3c));
+    if !keep {
+        return Some((remove(w3c::TRACESTATE), None));
+    }
+    let combined = h.tracestate.join(&b","[..]);
+    match w3c::validate_tracestate(&combined) {
+        Ok(()) => None,
+        Err(why) => Some((remove(w3c::TRACESTATE), Some(why))),
+    }
+}
+
+/// With `export` on, this filter takes part in the trace: its own span, a child of the incoming
+/// context, so the upstream gets the filter's span id and the incoming one as parent (B3
+/// `x-b3-parentspanid`; W3C "update parent-id"). A new trace's root span is already the filter's.
+pub fn as_participant(
+    mut d: Decision,
+    h: &TraceHeaders,
+    cfg: &Config,
+    span_id: SpanId,
+) -> Decision {
+    if matches!(d.source, Source::Injected | Source::Repaired) {
+        return d;
+    }
+    d.context.parent_span_id = Some(d.context.span_id);
+    d.context.span_id = span_id;
+    let mut edits = Vec::new();
+    for f in Format::ALL {
+        let present = match f {
+            Format::B3Multi => !h.b3.is_empty(),
+            Format::B3Single => h.b3_single.is_some(),
+            Format::W3c => h.traceparent.is_some(),
+        };
+        if cfg.outputs.contains(&f) {
+            write_format(f, &d.context, h, &mut edits);
+        } else if present {
+            // It still names the caller's span: no longer this request's position.
+            remove_format(f, h, &mut edits);
+        }
+    }
+    let traceparent_changed = h.traceparent.is_some() || cfg.outputs.contains(&Format::W3c);
+    if cfg.precedence.contains(&Format::W3c) {
+        if let Some((edit, _)) = tracestate_edit(h, &d.context, traceparent_changed, cfg) {
+            edits.push(edit);
+        }
+    }
+    d.edits = edits;
+    d.report = Some(d.context.trace_id);
+    d
 }
 
 fn sample(cfg: &Config, ids: &mut impl IdSource) -> Sampling {
@@ -541,7 +602,11 @@ mod tests {
             Some(Some("0020000000000001".into()))
         );
         assert_eq!(set(&d, "x-b3-flags"), Some(Some("1".into())));
-        assert_eq!(set(&d, "x-b3-sampled"), None, "debug: no x-b3-sampled, none to remove");
+        assert_eq!(
+            set(&d, "x-b3-sampled"),
+            None,
+            "debug: no x-b3-sampled, none to remove"
+        );
         assert_eq!(
             set(&d, "traceparent"),
             Some(Some(format!("00-{T32}-{S}-01")))
@@ -1005,5 +1070,47 @@ mod tests {
             TraceHeaders::collect([("x-request-id", &b"83733a38-4bd4-4cc2-8e5b-1d5f6b7a8c9d"[..])]);
         assert!(!h.tracer_hint());
         assert!(!TraceHeaders::collect([("x-request-id", &b"short"[..])]).tracer_hint());
+    }
+
+    #[test]
+    fn a_participant_is_a_child_of_the_incoming_context() {
+        let headers = [
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+            ("traceparent", &*format!("00-{T32}-{S}-01")),
+            ("tracestate", "a=1"),
+        ];
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let h = TraceHeaders::collect(pairs);
+        let cfg = Config::default();
+        let d = decide(&h, &cfg, &mut Counter(0));
+        assert!(d.edits.is_empty(), "a pass-through would change nothing");
+        let d = as_participant(d, &h, &cfg, SpanId(0xabc));
+        assert_eq!(d.context.span_id, SpanId(0xabc));
+        assert_eq!(
+            d.context.parent_span_id.map(|p| p.to_hex()).as_deref(),
+            Some(S)
+        );
+        assert_eq!(set(&d, "x-b3-traceid"), Some(Some(T32.into())));
+        assert_eq!(
+            set(&d, "x-b3-spanid"),
+            Some(Some("0000000000000abc".into()))
+        );
+        assert_eq!(set(&d, "x-b3-parentspanid"), Some(Some(S.into())));
+        assert_eq!(
+            set(&d, "traceparent"),
+            Some(Some(format!("00-{T32}-0000000000000abc-01")))
+        );
+        assert_eq!(
+            set(&d, "tracestate"),
+            None,
+            "same trace, parent-id updated: tracestate kept"
+        );
+        // A new trace's root is the filter's own span already.
+        let h = TraceHeaders::default();
+        let d = decide(&h, &cfg, &mut Counter(0));
+        let again = as_participant(d.clone(), &h, &cfg, SpanId(0xabc));
+        assert_eq!(again, d);
     }
 }
