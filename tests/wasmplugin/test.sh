@@ -70,8 +70,12 @@ expect accept "wasm-plugin.yaml: pluginConfig shows every field of src/config.rs
 f="$(variant gateway -e '/^  selector:/,/^      app: /d' -e 's/^  # targetRefs:/  targetRefs:/' \
   -e 's/^  # - kind: Gateway/  - kind: Gateway/' -e 's/^  #   \(group\|name\): /    \1: /')"
 expect accept "the commented targetRefs alternative (selector removed) is valid" validate check "$f"
-f="$(variant overrides -e 's/^    # workload:/    workload:/' -e 's/^    #   \([a-z_]*\): /      \1: /')"
+f="$(variant overrides -e '/^    # workload:/,/^    #   pod:/{s/^    # workload:/    workload:/;s/^    #   \([a-z_]*\): /      \1: /}')"
 expect accept "the commented workload overrides, uncommented, pass check-config" plugin_config_ok "$f"
+# export is for hops without Envoy's tracer: uncommented together with tracer: none.
+f="$(variant export -e 's/^    tracer: envoy/    tracer: none/' \
+  -e '/^    # export:/,/^    #   timeout_ms:/{s/^    # export:/    export:/;s/^    #   \([a-z_]*\): /      \1: /}')"
+expect accept "the commented export section, uncommented (tracer: none), passes check-config" plugin_config_ok "$f"
 
 f="$(variant published -e "s|^  url: oci://.*|  url: oci://127.0.0.1:5000/team/trace-inject:0.1.0|" \
   -e "s|^  # sha256: .*|  sha256: $(printf '%064d' 0 | tr 0 a)|")"
