@@ -389,7 +389,7 @@ impl HttpContext for Request {
         host::increment(m.source(decision.source));
         if !decision.malformed.is_empty() {
             host::increment(m.malformed);
-            if log::log_enabled!(log::Level::Debug) {
+            if host_logs(log::Level::Debug) {
                 for (header, why) in &decision.malformed {
                     log::debug!("replaced malformed {header}: {why}");
                 }
@@ -423,7 +423,7 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         let shared = Rc::clone(&self.shared);
-        let log_enabled = shared.config.log.enabled && log::log_enabled!(shared.log_level());
+        let log_enabled = shared.config.log.enabled && host_logs(shared.log_level());
         if !log_enabled && !self.checks_hop && self.span_start_ns.is_none() {
             return;
         }
@@ -588,6 +588,18 @@ fn own_span(
 /// Envoy serialises integer properties as 8 little-endian bytes.
 fn le_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(<[u8; 8]>::try_from(b).ok()?))
+}
+
+/// Whether Envoy logs `level` for Wasm now. Asked each time (one cheap host call), not cached at
+/// configure: the level can change at runtime (`istioctl proxy-config log --level wasm:info`,
+/// admin `/logging`), and the line must then appear without a restart.
+fn host_logs(level: log::Level) -> bool {
+    let Some(envoy_level) = host::log_level() else {
+        return log::log_enabled!(level);
+    };
+    let filter = level_filter(envoy_level);
+    log::set_max_level(filter);
+    level <= filter
 }
 
 fn level_filter(envoy_level: u32) -> log::LevelFilter {

@@ -180,6 +180,27 @@ fn without_node_metadata_the_fallbacks_apply() {
 }
 
 #[test]
+fn raising_the_wasm_log_level_at_runtime_shows_the_lines() {
+    // What `istioctl proxy-config log <pod> --level wasm:info` does: admin /logging.
+    let echo = EchoServer::start();
+    let port = free_port();
+    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), "{}")
+        .log_level("warning")
+        .start()
+        .expect("Envoy");
+    http::request(port, "GET", "/before", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(json_log_lines(&envoy.log()).is_empty(), "hidden at warning");
+    let r = envoy
+        .admin("POST", "/logging?wasm=info")
+        .expect("admin /logging");
+    assert_eq!(r.status, 200);
+    http::request(port, "GET", "/after", &[]).unwrap();
+    let lines = wait_lines(&envoy, 1);
+    assert_eq!(lines[0]["path"], "/after");
+}
+
+#[test]
 fn log_line_can_be_turned_off() {
     let echo = EchoServer::start();
     let port = free_port();
