@@ -160,7 +160,10 @@ pub fn format_multi(ctx: &TraceContext) -> [(&'static str, Option<String>); 5] {
 /// The `b3` single-header value for `ctx`. A deferred decision omits the sampling field, and
 /// with it the parent span id (the grammar has no place for a parent without sampling state).
 pub fn format_single(ctx: &TraceContext) -> String {
-    let mut out = format!("{}-{}", ctx.trace_id.to_b3(), ctx.span_id.to_hex());
+    let mut out = String::with_capacity(68);
+    ctx.trace_id.push_b3(&mut out);
+    out.push('-');
+    ctx.span_id.push_hex(&mut out);
     let state = match ctx.sampling {
         Sampling::Defer => return out,
         Sampling::Deny => "0",
@@ -171,7 +174,7 @@ pub fn format_single(ctx: &TraceContext) -> String {
     out.push_str(state);
     if let Some(p) = ctx.parent_span_id {
         out.push('-');
-        out.push_str(&p.to_hex());
+        p.push_hex(&mut out);
     }
     out
 }

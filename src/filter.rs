@@ -188,6 +188,15 @@ struct Root {
     in_flight: std::collections::HashMap<u32, u64>,
 }
 
+/// Filter-state keys for the span tags, in `Workload::fields` order.
+const SPAN_TAG_KEYS: [&str; 5] = [
+    "trace_inject.service",
+    "trace_inject.namespace",
+    "trace_inject.version",
+    "trace_inject.workload",
+    "trace_inject.cluster",
+];
+
 /// At most this many export calls are dispatched per tick (the rest wait, bounded by the buffer).
 const MAX_CALLS_PER_TICK: usize = 4;
 
@@ -400,8 +409,8 @@ impl HttpContext for Request {
         }
         if state != HopState::Plain {
             // Span tags: Envoy's tracing custom tags read these as %FILTER_STATE(wasm.trace_inject.*:PLAIN)%.
-            for (name, value) in shared.workload.fields().iter().take(5) {
-                host::set_property(&[&format!("trace_inject.{name}")], value.as_bytes());
+            for (key, (_, value)) in SPAN_TAG_KEYS.iter().zip(shared.workload.fields()) {
+                host::set_property(&[key], value.as_bytes());
             }
         }
         self.decision = Some(decision);

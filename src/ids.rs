@@ -2,8 +2,6 @@
 //!
 //! Both B3 and W3C require lower-case hex and forbid all-zero ids, so one parser serves both.
 
-use std::fmt::Write as _;
-
 /// A trace id. `wide` records whether it arrived as 128 bits: a 64-bit B3 trace id is propagated
 /// in its own width, and left-padded with zeros where a format needs 128 bits (W3C, `x-trace-id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +55,18 @@ impl TraceId {
     /// Always 32 hex, zero-padded: W3C `trace-id` and the `x-trace-id` response header.
     pub fn to_hex32(self) -> String {
         let mut out = String::with_capacity(32);
-        let _ = write!(out, "{:032x}", self.value);
+        push_hex(&mut out, self.value, 32);
         out
+    }
+
+    /// Appends the id as B3 carries it (16 or 32 hex).
+    pub fn push_b3(self, out: &mut String) {
+        push_hex(out, self.value, if self.wide { 32 } else { 16 });
+    }
+
+    /// Appends the id as 32 hex.
+    pub fn push_hex32(self, out: &mut String) {
+        push_hex(out, self.value, 32);
     }
 }
 
@@ -75,12 +83,39 @@ impl SpanId {
     pub fn to_hex(self) -> String {
         hex_u64(self.0)
     }
+
+    pub fn push_hex(self, out: &mut String) {
+        push_hex(out, u128::from(self.0), 16);
+    }
 }
 
 fn hex_u64(v: u64) -> String {
     let mut out = String::with_capacity(16);
-    let _ = write!(out, "{v:016x}");
+    push_hex(&mut out, u128::from(v), 16);
     out
+}
+
+/// The low `digits` (16 or 32) hex digits of `v`, zero-padded, lower case. By hand, a byte at a
+/// time into a stack buffer: `format!` costs several times more on the request path.
+fn push_hex(out: &mut String, v: u128, digits: usize) {
+    let mut buf = [0u8; 32];
+    let (hi, lo) = buf.split_at_mut(16);
+    hex_u64_into(hi, (v >> 64) as u64);
+    hex_u64_into(lo, v as u64);
+    let start = 32usize.saturating_sub(digits);
+    if let Some(Ok(hex)) = buf.get(start..).map(std::str::from_utf8) {
+        out.push_str(hex);
+    }
+}
+
+fn hex_u64_into(out: &mut [u8], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
+        if let [high, low] = pair {
+            *high = HEX[usize::from(byte >> 4)];
+            *low = HEX[usize::from(byte & 0xf)];
+        }
+    }
 }
 
 /// Lower-case hex digits only (the specs' HEXDIGLC); at most 32 of them.

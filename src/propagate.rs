@@ -36,30 +36,24 @@ impl<'a> TraceHeaders<'a> {
             }
         }
         for (name, value) in headers {
-            let n = name.as_bytes();
-            // Cheap pre-filter: every name we read starts with 'x', 'b' or 't'.
-            if !matches!(n.first(), Some(b'x' | b'X' | b'b' | b'B' | b't' | b'T')) {
-                continue;
-            }
-            let is = |s: &str| name.eq_ignore_ascii_case(s);
-            if is(b3::TRACE_ID) {
-                first(&mut h.b3.trace_id, value, &mut h.b3_repeated);
-            } else if is(b3::SPAN_ID) {
-                first(&mut h.b3.span_id, value, &mut h.b3_repeated);
-            } else if is(b3::PARENT_SPAN_ID) {
-                first(&mut h.b3.parent_span_id, value, &mut h.b3_repeated);
-            } else if is(b3::SAMPLED) {
-                first(&mut h.b3.sampled, value, &mut h.b3_repeated);
-            } else if is(b3::FLAGS) {
-                first(&mut h.b3.flags, value, &mut h.b3_repeated);
-            } else if is(b3::SINGLE) {
-                first(&mut h.b3_single, value, &mut h.b3_single_repeated);
-            } else if is(w3c::TRACEPARENT) {
-                first(&mut h.traceparent, value, &mut h.traceparent_repeated);
-            } else if is(w3c::TRACESTATE) {
-                h.tracestate.push(value);
-            } else if is("x-request-id") {
-                h.request_id = Some(value);
+            // Dispatch on the length first: most headers of a request are none of ours.
+            // Envoy's header names are lower case already: the exact comparison is the fast path.
+            let is = |s: &str| name == s || name.eq_ignore_ascii_case(s);
+            match name.len() {
+                2 if is(b3::SINGLE) => first(&mut h.b3_single, value, &mut h.b3_single_repeated),
+                10 if is(b3::FLAGS) => first(&mut h.b3.flags, value, &mut h.b3_repeated),
+                10 if is(w3c::TRACESTATE) => h.tracestate.push(value),
+                11 if is(b3::SPAN_ID) => first(&mut h.b3.span_id, value, &mut h.b3_repeated),
+                11 if is(w3c::TRACEPARENT) => {
+                    first(&mut h.traceparent, value, &mut h.traceparent_repeated)
+                }
+                12 if is(b3::TRACE_ID) => first(&mut h.b3.trace_id, value, &mut h.b3_repeated),
+                12 if is(b3::SAMPLED) => first(&mut h.b3.sampled, value, &mut h.b3_repeated),
+                12 if is("x-request-id") => h.request_id = Some(value),
+                17 if is(b3::PARENT_SPAN_ID) => {
+                    first(&mut h.b3.parent_span_id, value, &mut h.b3_repeated)
+                }
+                _ => {}
             }
         }
         h

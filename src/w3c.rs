@@ -80,12 +80,13 @@ pub fn parse(v: &[u8]) -> (Parsed, bool) {
 /// `traceparent` for `ctx`, version 00. A 64-bit trace id is left-padded with zeros; the
 /// parent-id is the caller's span id; only the sampled flag is set (the others are reserved).
 pub fn format_traceparent(ctx: &TraceContext) -> String {
-    format!(
-        "00-{}-{}-{}",
-        ctx.trace_id.to_hex32(),
-        ctx.span_id.to_hex(),
-        if ctx.sampling.sampled() { "01" } else { "00" }
-    )
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    ctx.trace_id.push_hex32(&mut out);
+    out.push('-');
+    ctx.span_id.push_hex(&mut out);
+    out.push_str(if ctx.sampling.sampled() { "-01" } else { "-00" });
+    out
 }
 
 /// Validates a combined `tracestate` value (several headers joined with ','): at most 32
