@@ -36,17 +36,14 @@ run: build envoy devtools
 traces: devtools
 	@target/release/trace-inject-devtools traces $(if $(TRACE),--id $(TRACE))
 
-lint:
-	rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || timeout 120 rustup component add rustfmt clippy
-	cargo fmt --all -- --check
-	cargo clippy -q --locked --workspace --all-targets -- -D warnings
-	cargo clippy -q --locked -p trace-inject --lib --target wasm32-wasip1 -- -D warnings
+lint: build
+	scripts/lint.sh
 
 unit:
 	cargo test -q --locked --workspace --lib --bins
 
 e2e: build envoy
-	cargo test -q --locked --test '*' -- --test-threads=4
+	cargo test -q --locked --workspace --test "*" -- --test-threads=4
 
 test: lint unit e2e test-wasmplugin test-oci
 
@@ -71,3 +68,23 @@ test-oci: build envoy
 
 test-wasmplugin:
 	tests/wasmplugin/test.sh
+
+# --- Fast and unbreakable: benchmark, instruction counts, size, fuzzing -----------------------
+# make bench   one run, side by side: Envoy (1 worker, core 0) + wrk (core 1) for the router, a
+#              no-op proxy-wasm filter, trace-inject (inject / propagate / repair) and a Lua
+#              filter; callgrind instructions per request; .wasm sizes -> bench/results.md
+#              (about 4 minutes: run it on an otherwise idle machine)
+# make fuzz    tests/fuzz_parsers.rs with FUZZ_CASES (200000) cases per property
+#              (FUZZ_STRICT=1 also checks the invariants that known bugs break)
+NOOP_WASM  := dist/bench_noop.wasm
+FUZZ_CASES ?= 200000
+.PHONY: bench fuzz
+$(NOOP_WASM): Cargo.toml Cargo.lock $(wildcard benches/noop/Cargo.toml benches/noop/src/*.rs) scripts/build-wasm.sh
+	scripts/build-wasm.sh trace-inject-bench-noop $(NOOP_WASM)
+
+bench: build envoy $(NOOP_WASM)
+	cargo build -q --locked --release -p trace-inject-percall
+	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) bench/run.sh
+
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers
