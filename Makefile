@@ -75,7 +75,7 @@ test-wasmplugin:
 #              filter; callgrind instructions per request; .wasm sizes -> bench/results.md
 #              (about 4 minutes: run it on an otherwise idle machine)
 # make fuzz    tests/fuzz_parsers.rs with FUZZ_CASES (200000) cases per property
-#              (FUZZ_STRICT=1 also checks the invariants that known bugs break)
+#              (every parser and the decision invariants)
 NOOP_WASM  := dist/bench_noop.wasm
 FUZZ_CASES ?= 200000
 .PHONY: bench fuzz

@@ -78,12 +78,13 @@ pub enum Parsed {
 }
 
 impl TraceContext {
-    /// Whether `other`, read from another format, describes the same position in the same trace.
-    /// Across B3 and W3C only what both can express is compared: trace id (a 64-bit id equals its
-    /// zero-padded 128-bit form), span id and the sampled bit.
-    pub fn agrees_with(&self, other: &TraceContext, both_b3: bool) -> bool {
+    /// Whether `other`, as another format carries it, says exactly what this context says. B3
+    /// can express every field (parent span, deferred and debug sampling), so a B3 format must
+    /// match all of them; W3C only trace id, span id and the sampled bit (a 64-bit trace id
+    /// equals its zero-padded 128-bit form).
+    pub fn agrees_with(&self, other: &TraceContext, other_is_b3: bool) -> bool {
         let ids = self.trace_id.same_trace(&other.trace_id) && self.span_id == other.span_id;
-        if both_b3 {
+        if other_is_b3 {
             ids && self.parent_span_id == other.parent_span_id && self.sampling == other.sampling
         } else {
             ids && self.sampling.sampled() == other.sampling.sampled()

@@ -266,14 +266,16 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
             Format::B3Single => h.b3_single_repeated,
             Format::W3c => h.traceparent_repeated,
         };
-        let both_b3 = f != Format::W3c && winner_format.is_some_and(|w| w != Format::W3c);
         let agrees = match state(f) {
             Parsed::Context(c) => {
-                let same = context.agrees_with(c, both_b3);
-                if !same {
+                // A conflict is another valid format naming a different position in a trace
+                // (not a sampling decision the filter made for a deferred one).
+                if winner_format != Some(f)
+                    && (!c.trace_id.same_trace(&context.trace_id) || c.span_id != context.span_id)
+                {
                     conflict = true;
                 }
-                same
+                context.agrees_with(c, f != Format::W3c)
             }
             _ => false,
         };
@@ -289,7 +291,8 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
             let remove = match state(f) {
                 Parsed::Malformed(_) => true,
                 Parsed::Context(_) => !agrees,
-                Parsed::SamplingOnly(s) => s.sampled() != context.sampling.sampled(),
+                // A bare decision has no single value to normalise repeats to.
+                Parsed::SamplingOnly(s) => repeated || *s != context.sampling,
                 Parsed::Absent => false,
             };
             if remove {
@@ -304,7 +307,8 @@ pub fn decide(h: &TraceHeaders, cfg: &Config, ids: &mut impl IdSource) -> Decisi
         }
     }
 
-    if read(Format::W3c) {
+    // An unread, unwritten traceparent is not this filter's: nor is its tracestate.
+    if read(Format::W3c) || cfg.outputs.contains(&Format::W3c) {
         if let Some((edit, why)) =
             tracestate_edit(h, &context, traceparent_removed_or_replaced, cfg)
         {
@@ -381,7 +385,7 @@ pub fn as_participant(
         }
     }
     let traceparent_changed = h.traceparent.is_some() || cfg.outputs.contains(&Format::W3c);
-    if cfg.precedence.contains(&Format::W3c) {
+    if cfg.precedence.contains(&Format::W3c) || cfg.outputs.contains(&Format::W3c) {
         if let Some((edit, _)) = tracestate_edit(h, &d.context, traceparent_changed, cfg) {
             edits.push(edit);
         }

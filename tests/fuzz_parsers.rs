@@ -24,11 +24,6 @@ use trace_inject::ids::{IdSource, SpanId, TraceId};
 use trace_inject::propagate::{self, Decision, Hop, Source, TraceHeaders};
 use trace_inject::w3c;
 
-/// FUZZ_STRICT=1: also check the invariants that known bugs break (they fail until fixed).
-fn strict() -> bool {
-    std::env::var_os("FUZZ_STRICT").is_some_and(|v| v != "0")
-}
-
 fn cases(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -539,14 +534,12 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
     }
 
     // `conflict` means valid formats disagreed: never with one valid format alone.
-    // Known bug 2 (see `known_bug_deferred_sampling_counts_as_a_conflict`): a deferred decision
-    // that the filter makes is flagged as a conflict with the format it came in.
     let valid_formats = cfg
         .precedence
         .iter()
         .filter(|f| matches!(incoming_state(**f), Parsed::Context(_)))
         .count();
-    if valid_formats <= 1 && (strict() || !deferred_winner(&h, cfg)) {
+    if valid_formats <= 1 {
         assert!(
             !d.conflict,
             "conflict with {valid_formats} valid format(s): input {headers:?}; precedence {:?}; {d:?}",
@@ -592,12 +585,7 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
                 Parsed::Context(c) => said.push((f, c)),
             }
         }
-        // Known bug 1 (see `known_bug_repeated_sampling_only_header_is_forwarded`): a format
-        // read but not written whose first value is a bare sampling decision keeps its repeats.
-        let known_bug_1 = !cfg.outputs.contains(&f)
-            && matches!(state(&fin, f), Parsed::SamplingOnly(_))
-            && !strict();
-        if (read(f) || cfg.outputs.contains(&f)) && !known_bug_1 {
+        if read(f) || cfg.outputs.contains(&f) {
             assert!(
                 !repeated(&fin, f) || matches!(state(&fin, f), Parsed::Absent),
                 "{f:?} still repeated after the edits: {final_headers:?}; decision {d:?}"
@@ -617,16 +605,10 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
             cfg.outputs
         );
     }
-    // Known bug 4 (see `known_bug_b3_formats_disagree_when_w3c_wins`): when W3C wins, a B3
-    // format left as it came is compared with it only on ids and the sampled bit, so it can
-    // disagree with the B3 format the filter writes (parent, debug, a deferred decision).
-    let known_bug_4 = d.source == Source::W3c && !strict();
     for (i, a) in said.iter().enumerate() {
         for b in &said[i + 1..] {
-            let as_w3c = known_bug_4 && a.0 != Format::W3c && b.0 != Format::W3c;
             assert!(
-                consistent((a.0, &a.1), (b.0, &b.1))
-                    || (as_w3c && consistent((Format::W3c, &a.1), (b.0, &b.1))),
+                consistent((a.0, &a.1), (b.0, &b.1)),
                 "formats forwarded together disagree: {:?} says {:?}, {:?} says {:?}; \
                  input {headers:?}; config precedence {:?} outputs {:?}; final {final_headers:?}",
                 a.0,
@@ -640,9 +622,7 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
     }
 
     // tracestate goes on only beside a valid traceparent of the trace it came with.
-    // Known bug 3 (see `known_bug_tracestate_kept_beside_a_new_traceparent`): with `w3c` an
-    // output but not read, an incoming tracestate is left beside the traceparent the filter wrote.
-    let touches_w3c = read(Format::W3c) || (cfg.outputs.contains(&Format::W3c) && strict());
+    let touches_w3c = read(Format::W3c) || cfg.outputs.contains(&Format::W3c);
     if touches_w3c && !fin.tracestate.is_empty() {
         let tp = fin.traceparent.map(w3c::parse_traceparent);
         assert!(
@@ -662,14 +642,6 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
         );
         assert!(w3c::validate_tracestate(&fin.tracestate.join(&b","[..])).is_ok());
     }
-}
-
-/// Whether the first valid format in precedence left the sampling decision to the receiver.
-fn deferred_winner(h: &TraceHeaders, cfg: &Config) -> bool {
-    cfg.precedence.iter().find_map(|f| match state(h, *f) {
-        Parsed::Context(c) => Some(c.sampling == Sampling::Defer),
-        _ => None,
-    }) == Some(true)
 }
 
 fn source_format(s: Source) -> Option<Format> {
@@ -978,8 +950,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bugs the properties found, as plain regression tests. Ignored until src/ is fixed (then drop
-// the `#[ignore]` and the matching `known_bug_*` gate above); FUZZ_STRICT=1 turns the gates off.
+// Bugs the properties found (fixed), kept as plain regression tests.
 
 const T32: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const S16: &str = "00f067aa0ba902b7";
@@ -1006,8 +977,7 @@ fn run_default(headers: &[(&str, &str)], cfg: &Config) -> (Decision, Vec<(String
 }
 
 #[test]
-#[ignore = "known bug 1: repeated b3 after a sampling-only value is forwarded"]
-fn known_bug_repeated_sampling_only_header_is_forwarded() {
+fn regression_repeated_sampling_only_header_is_forwarded() {
     // `b3` is read (default precedence) but not written (default outputs): its first value is a
     // bare decision, so the second one, malformed, goes upstream untouched.
     let (_, fin) = run_default(&[("b3", "0"), ("b3", &"0".repeat(32))], &Config::default());
@@ -1020,8 +990,7 @@ fn known_bug_repeated_sampling_only_header_is_forwarded() {
 }
 
 #[test]
-#[ignore = "known bug 2: a deferred decision counts as a conflict"]
-fn known_bug_deferred_sampling_counts_as_a_conflict() {
+fn regression_deferred_sampling_counts_as_a_conflict() {
     // One valid format, no sampling decision: the filter decides it, and calls that a conflict
     // (the `trace_inject.conflicts` counter goes up on every such request).
     let (d, _) = run_default(
@@ -1033,8 +1002,7 @@ fn known_bug_deferred_sampling_counts_as_a_conflict() {
 }
 
 #[test]
-#[ignore = "known bug 3: tracestate kept beside a traceparent of a new trace"]
-fn known_bug_tracestate_kept_beside_a_new_traceparent() {
+fn regression_tracestate_kept_beside_a_new_traceparent() {
     // `w3c` written but not read: traceparent is replaced by a new trace, its tracestate stays.
     let cfg = Config {
         precedence: vec![Format::B3Single, Format::B3Multi],
@@ -1055,8 +1023,7 @@ fn known_bug_tracestate_kept_beside_a_new_traceparent() {
 }
 
 #[test]
-#[ignore = "known bug 4: B3 formats disagree when W3C wins"]
-fn known_bug_b3_formats_disagree_when_w3c_wins() {
+fn regression_b3_formats_disagree_when_w3c_wins() {
     // W3C first; its flags say not sampled. The incoming `b3` (same ids, no decision) is left as
     // it came, while `x-b3-sampled: 0` is written: upstream, b3 says "you decide", x-b3-* "no".
     let cfg = Config {
