@@ -27,23 +27,55 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+/// A counter defined once per VM; increments are summed locally and handed to Envoy on the
+/// root context's tick (a host call per request saved; `/stats` lags by at most a tick).
+#[derive(Default)]
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<u64>,
+}
+
+impl Counter {
+    fn new(name: &str) -> Counter {
+        Counter {
+            id: host::define_counter(&format!("trace_inject.{name}")),
+            pending: Cell::new(0),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.pending.set(self.pending.get().saturating_add(n));
+    }
+
+    fn bump(&self) {
+        self.add(1);
+    }
+
+    fn flush(&self) {
+        let n = self.pending.replace(0);
+        if n > 0 {
+            host::add(self.id, n);
+        }
+    }
+}
+
 /// Counters, defined once per VM in the root context.
 #[derive(Default)]
 struct Metrics {
-    by_source: [Option<u32>; 5],
-    malformed: Option<u32>,
-    conflicts: Option<u32>,
-    config_rejected: Option<u32>,
-    tracer_detected: Option<u32>,
-    spans_sent: Option<u32>,
-    spans_dropped: Option<u32>,
-    spans_failed: Option<u32>,
-    export_disabled: Option<u32>,
+    by_source: [Counter; 5],
+    malformed: Counter,
+    conflicts: Counter,
+    config_rejected: Counter,
+    tracer_detected: Counter,
+    spans_sent: Counter,
+    spans_dropped: Counter,
+    spans_failed: Counter,
+    export_disabled: Counter,
 }
 
 impl Metrics {
     fn define() -> Metrics {
-        let c = |name: &str| host::define_counter(&format!("trace_inject.{name}"));
+        let c = Counter::new;
         Metrics {
             by_source: [
                 c("requests.b3"),
@@ -63,7 +95,7 @@ impl Metrics {
         }
     }
 
-    fn source(&self, s: Source) -> Option<u32> {
+    fn source(&self, s: Source) -> Option<&Counter> {
         let i = match s {
             Source::B3Multi => 0,
             Source::B3Single => 1,
@@ -71,7 +103,22 @@ impl Metrics {
             Source::Injected => 3,
             Source::Repaired => 4,
         };
-        self.by_source.get(i).copied().flatten()
+        self.by_source.get(i)
+    }
+
+    fn flush(&self) {
+        for c in self.by_source.iter().chain([
+            &self.malformed,
+            &self.conflicts,
+            &self.config_rejected,
+            &self.tracer_detected,
+            &self.spans_sent,
+            &self.spans_dropped,
+            &self.spans_failed,
+            &self.export_disabled,
+        ]) {
+            c.flush();
+        }
     }
 }
 
@@ -122,6 +169,8 @@ struct Shared {
     workload: Workload,
     hop: Cell<HopState>,
     exporter: Option<Exporter>,
+    /// Envoy's log level for Wasm, re-read on every tick rather than asked per request.
+    envoy_log_level: Cell<u32>,
 }
 
 /// The filter's own spans (config `export`): buffered per worker, posted from the root context.
@@ -131,6 +180,7 @@ struct Exporter {
     buffer: RefCell<SpanBuffer>,
     /// Off for good once Envoy's tracer was seen on this hop (spans would be doubled).
     active: Cell<bool>,
+    last_flush_ns: Cell<u64>,
 }
 
 impl Shared {
@@ -157,11 +207,11 @@ impl Shared {
         if self.hop.replace(HopState::Tracer) == HopState::Tracer {
             return;
         }
-        host::increment(self.metrics.tracer_detected);
+        self.metrics.tracer_detected.bump();
         if let Some(e) = self.exporting() {
             e.active.set(false);
             e.buffer.borrow_mut().take(usize::MAX);
-            host::increment(self.metrics.export_disabled);
+            self.metrics.export_disabled.bump();
             log::warn!(
                 "Envoy's tracer reports this hop's spans: this filter stops exporting its own (they would be doubled); remove \"export\" from the plugin configuration of this hop"
             );
@@ -197,6 +247,9 @@ const SPAN_TAG_KEYS: [&str; 5] = [
     "trace_inject.cluster",
 ];
 
+/// The root context's tick, in milliseconds (shorter when export flushes more often).
+const TICK_MS: u64 = 1000;
+
 /// At most this many export calls are dispatched per tick (the rest wait, bounded by the buffer).
 const MAX_CALLS_PER_TICK: usize = 4;
 
@@ -216,9 +269,9 @@ impl Context for Root {
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
         match status {
-            Some(200..=299) => host::add(shared.metrics.spans_sent, n),
+            Some(200..=299) => shared.metrics.spans_sent.add(n),
             other => {
-                host::add(shared.metrics.spans_failed, n);
+                shared.metrics.spans_failed.add(n);
                 log::debug!("span export: collector answered {other:?}; {n} spans lost");
             }
         }
@@ -236,7 +289,9 @@ impl RootContext for Root {
             Ok(c) => c,
             Err(e) => {
                 log::error!("{e}");
-                host::increment(metrics.config_rejected);
+                // No tick will come for a refused configuration: count it now.
+                metrics.config_rejected.bump();
+                metrics.config_rejected.flush();
                 return false;
             }
         };
@@ -255,17 +310,21 @@ impl RootContext for Root {
             TracerMode::None => HopState::Plain,
             TracerMode::Envoy => HopState::Tracer,
         });
-        let exporter = config.export.clone().map(|e| {
-            host::set_tick_period_ms(u32::try_from(e.flush_interval_ms).unwrap_or(u32::MAX));
-            Exporter {
-                service: e
-                    .service_name
-                    .clone()
-                    .unwrap_or_else(|| workload.service.clone()),
-                buffer: RefCell::new(SpanBuffer::new(e.buffer_limit)),
-                active: Cell::new(true),
-                config: e,
-            }
+        // The tick hands counters to Envoy, re-reads the log level, and flushes exported spans.
+        let tick_ms = config
+            .export
+            .as_ref()
+            .map_or(TICK_MS, |e| e.flush_interval_ms.min(TICK_MS));
+        host::set_tick_period_ms(u32::try_from(tick_ms).unwrap_or(1000));
+        let exporter = config.export.clone().map(|e| Exporter {
+            last_flush_ns: Cell::new(0),
+            service: e
+                .service_name
+                .clone()
+                .unwrap_or_else(|| workload.service.clone()),
+            buffer: RefCell::new(SpanBuffer::new(e.buffer_limit)),
+            active: Cell::new(true),
+            config: e,
         });
         let ids = match self.shared.take() {
             // A reconfiguration keeps the seeded generator.
@@ -282,6 +341,7 @@ impl RootContext for Root {
             workload,
             hop,
             exporter,
+            envoy_log_level: Cell::new(host::log_level().unwrap_or(2)),
         }));
         true
     }
@@ -290,10 +350,21 @@ impl RootContext for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        shared.metrics.flush();
+        if let Some(level) = host::log_level() {
+            shared.envoy_log_level.set(level);
+            log::set_max_level(level_filter(level));
+        }
         let Some(e) = shared.exporting() else {
             return;
         };
         let c = &e.config;
+        let now = host::now_nanos().unwrap_or(0);
+        let interval_ns = c.flush_interval_ms.saturating_mul(1_000_000);
+        if now.saturating_sub(e.last_flush_ns.get()) < interval_ns {
+            return;
+        }
+        e.last_flush_ns.set(now);
         let authority = c.authority.as_deref().unwrap_or(&c.cluster);
         for _ in 0..MAX_CALLS_PER_TICK {
             let batch = e.buffer.borrow_mut().take(c.batch_size);
@@ -314,7 +385,7 @@ impl RootContext for Root {
                     self.in_flight.insert(token, n);
                 }
                 None => {
-                    host::add(shared.metrics.spans_failed, n);
+                    shared.metrics.spans_failed.add(n);
                     log::debug!(
                         "span export: cannot call cluster {:?}; {n} spans lost",
                         c.cluster
@@ -386,26 +457,27 @@ impl HttpContext for Request {
             _ => decision.report,
         };
         self.checks_hop = state == HopState::Unknown;
-        drop(headers);
         for edit in &decision.edits {
-            host::set_header(
-                MapType::HttpRequestHeaders,
-                edit.name,
-                edit.value.as_deref().map(str::as_bytes),
-            );
+            let map = MapType::HttpRequestHeaders;
+            match (&edit.value, headers.has(edit.name)) {
+                (Some(v), false) => host::add_header(map, edit.name, v.as_bytes()),
+                (value, _) => host::set_header(map, edit.name, value.as_deref().map(str::as_bytes)),
+            };
         }
         let m = &shared.metrics;
-        host::increment(m.source(decision.source));
+        if let Some(c) = m.source(decision.source) {
+            c.bump();
+        }
         if !decision.malformed.is_empty() {
-            host::increment(m.malformed);
-            if host_logs(log::Level::Debug) {
+            m.malformed.bump();
+            if host_logs(shared, log::Level::Debug) {
                 for (header, why) in &decision.malformed {
                     log::debug!("replaced malformed {header}: {why}");
                 }
             }
         }
         if decision.conflict {
-            host::increment(m.conflicts);
+            m.conflicts.bump();
         }
         if state != HopState::Plain {
             // Span tags: Envoy's tracing custom tags read these as %FILTER_STATE(wasm.trace_inject.*:PLAIN)%.
@@ -425,14 +497,14 @@ impl HttpContext for Request {
         // An id already there (Envoy's %TRACE_ID%, or this filter on the next hop) is kept.
         if let Ok(None) = host::header(MapType::HttpResponseHeaders, name) {
             let value = propagate::response_trace_id(trace_id);
-            host::set_header(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));
+            host::add_header(MapType::HttpResponseHeaders, name, value.as_bytes());
         }
         Action::Continue
     }
 
     fn on_log(&mut self) {
         let shared = Rc::clone(&self.shared);
-        let log_enabled = shared.config.log.enabled && host_logs(shared.log_level());
+        let log_enabled = shared.config.log.enabled && host_logs(&shared, shared.log_level());
         if !log_enabled && !self.checks_hop && self.span_start_ns.is_none() {
             return;
         }
@@ -463,7 +535,7 @@ impl HttpContext for Request {
                 upstream_cluster.as_deref(),
             );
             let dropped = e.buffer.borrow_mut().push(span);
-            host::add(shared.metrics.spans_dropped, dropped);
+            shared.metrics.spans_dropped.add(dropped);
         }
         if !log_enabled {
             return;
@@ -599,16 +671,11 @@ fn le_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(<[u8; 8]>::try_from(b).ok()?))
 }
 
-/// Whether Envoy logs `level` for Wasm now. Asked each time (one cheap host call), not cached at
+/// Whether Envoy logs `level` for Wasm, as of the last tick. Re-read each tick, not only at
 /// configure: the level can change at runtime (`istioctl proxy-config log --level wasm:info`,
-/// admin `/logging`), and the line must then appear without a restart.
-fn host_logs(level: log::Level) -> bool {
-    let Some(envoy_level) = host::log_level() else {
-        return log::log_enabled!(level);
-    };
-    let filter = level_filter(envoy_level);
-    log::set_max_level(filter);
-    level <= filter
+/// admin `/logging`), and the lines must then appear without a restart.
+fn host_logs(shared: &Shared, level: log::Level) -> bool {
+    level <= level_filter(shared.envoy_log_level.get())
 }
 
 fn level_filter(envoy_level: u32) -> log::LevelFilter {

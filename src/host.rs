@@ -42,6 +42,13 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(
         map_type: MapType,
         key_data: *const u8,
@@ -190,6 +197,15 @@ pub fn set_header(map: MapType, name: &str, value: Option<&[u8]>) -> bool {
     status == OK
 }
 
+/// Adds a value for `name` (cheaper than a replace for a header known to be absent).
+pub fn add_header(map: MapType, name: &str, value: &[u8]) -> bool {
+    // SAFETY: pointers/lengths of live slices.
+    let status = unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    };
+    status == OK
+}
+
 fn property_path(path: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
     for (i, p) in path.iter().enumerate() {
@@ -224,10 +240,6 @@ pub fn define_counter(name: &str) -> Option<u32> {
     let status =
         unsafe { proxy_define_metric(MetricType::Counter, name.as_ptr(), name.len(), &mut id) };
     (status == OK).then_some(id)
-}
-
-pub fn increment(metric: Option<u32>) {
-    add(metric, 1);
 }
 
 pub fn add(metric: Option<u32>, n: u64) {

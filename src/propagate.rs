@@ -463,6 +463,16 @@ fn remove_format(f: Format, h: &TraceHeaders, edits: &mut Vec<Edit>) {
 }
 
 impl TraceHeaders<'_> {
+    /// Whether the request came with header `name` (one of the trace headers).
+    pub fn has(&self, name: &str) -> bool {
+        match name {
+            b3::SINGLE => self.b3_single.is_some(),
+            w3c::TRACEPARENT => self.traceparent.is_some(),
+            w3c::TRACESTATE => !self.tracestate.is_empty(),
+            _ => self.has_b3(name),
+        }
+    }
+
     fn has_b3(&self, name: &str) -> bool {
         let b = &self.b3;
         match name {

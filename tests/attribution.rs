@@ -108,10 +108,10 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
             assert_eq!(span.tag(tag), Some(want), "span tag {tag} on {trace_id}");
         }
     }
-    assert_eq!(hop.counter("requests.injected"), 1);
-    assert_eq!(hop.counter("requests.b3"), 1);
-    assert_eq!(hop.counter("requests.repaired"), 1);
-    assert_eq!(hop.counter("malformed"), 1);
+    hop.assert_counter("requests.injected", 1);
+    hop.assert_counter("requests.b3", 1);
+    hop.assert_counter("requests.repaired", 1);
+    hop.assert_counter("malformed", 1);
     // Prometheus names, as Istio's merged scrape exposes them.
     let prom = hop
         .envoy
@@ -195,9 +195,17 @@ fn raising_the_wasm_log_level_at_runtime_shows_the_lines() {
         .admin("POST", "/logging?wasm=info")
         .expect("admin /logging");
     assert_eq!(r.status, 200);
-    http::request(port, "GET", "/after", &[]).unwrap();
-    let lines = wait_lines(&envoy, 1);
-    assert_eq!(lines[0]["path"], "/after");
+    // The filter re-reads the level on its next tick (at most a second later).
+    let shown = wait_until(Duration::from_secs(5), || {
+        http::request(port, "GET", "/after", &[]).unwrap();
+        !json_log_lines(&envoy.log()).is_empty()
+    });
+    assert!(
+        shown,
+        "no JSON line after raising the level: {}",
+        envoy.log()
+    );
+    assert_eq!(json_log_lines(&envoy.log())[0]["path"], "/after");
 }
 
 #[test]

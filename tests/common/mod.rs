@@ -139,10 +139,12 @@ impl SidecarHop {
             .expect("the upstream received no request")
     }
 
-    pub fn counter(&self, name: &str) -> u64 {
-        self.envoy
-            .stat(&format!("wasmcustom.trace_inject.{name}"))
-            .unwrap_or_else(|| panic!("no counter trace_inject.{name} in /stats"))
+    pub fn assert_counter(&self, name: &str, want: u64) {
+        assert_stat(
+            &self.envoy,
+            &format!("wasmcustom.trace_inject.{name}"),
+            want,
+        );
     }
 }
 
@@ -187,10 +189,12 @@ impl Hop {
             .expect("the upstream received no request")
     }
 
-    pub fn counter(&self, name: &str) -> u64 {
-        self.envoy
-            .stat(&format!("wasmcustom.trace_inject.{name}"))
-            .unwrap_or_else(|| panic!("no counter trace_inject.{name} in /stats"))
+    pub fn assert_counter(&self, name: &str, want: u64) {
+        assert_stat(
+            &self.envoy,
+            &format!("wasmcustom.trace_inject.{name}"),
+            want,
+        );
     }
 }
 
@@ -239,6 +243,25 @@ pub fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len
         && s.bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+/// A counter of the filter once it reaches `want`: the filter hands its counts to Envoy on a
+/// 1 s tick, so `/stats` lags by up to that. Panics with the last value after 5 s.
+pub fn assert_stat(envoy: &Envoy, name: &str, want: u64) {
+    let mut last = None;
+    let reached = wait_until(Duration::from_secs(5), || {
+        last = envoy.stat(name);
+        last == Some(want)
+    });
+    assert!(reached, "{name}: want {want}, /stats says {last:?}");
+}
+
+/// The counter after the next tick (its value settles within a second).
+pub fn settled_stat(envoy: &Envoy, name: &str) -> u64 {
+    std::thread::sleep(Duration::from_millis(1200));
+    envoy
+        .stat(name)
+        .unwrap_or_else(|| panic!("no {name} in /stats"))
 }
 
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
