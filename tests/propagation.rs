@@ -242,7 +242,7 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
             ],
         ),
     ];
-    for (i, (what, headers)) in cases.iter().enumerate() {
+    for (what, headers) in cases.iter() {
         let r = hop.get("/", headers);
         assert_eq!(r.status, 200, "{what}");
         let up = hop.upstream();
