@@ -548,9 +548,9 @@ impl HttpContext for Request {
             ),
             None => (self.report.map(TraceId::to_hex32), None, None),
         };
-        let duration_ms = host::property(&["request", "duration"])
+        let duration_us = host::property(&["request", "duration"])
             .and_then(|b| le_u64(&b))
-            .map(|ns| ns as f64 / 1e6);
+            .map(|ns| ns / 1000);
         let record = LogRecord {
             trace_id,
             span_id,
@@ -562,7 +562,7 @@ impl HttpContext for Request {
                 .path
                 .map(|p| loggable_path(p, shared.config.log.include_query)),
             status,
-            duration_ms,
+            duration_us,
             upstream_cluster: upstream_cluster.as_deref(),
         };
         log::log!(shared.log_level(), "{}", record.to_json());

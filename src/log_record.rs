@@ -13,7 +13,8 @@ pub struct LogRecord<'a> {
     pub method: Option<&'a str>,
     pub path: Option<&'a str>,
     pub status: Option<u64>,
-    pub duration_ms: Option<f64>,
+    /// Microseconds; written as milliseconds with three decimals.
+    pub duration_us: Option<u64>,
     pub upstream_cluster: Option<&'a str>,
 }
 
@@ -70,9 +71,17 @@ impl LogRecord<'_> {
             None => out.push_str("null"),
         }
         key(&mut out, "duration_ms");
-        match self.duration_ms {
-            Some(d) if d.is_finite() => out.push_str(&format!("{d:.3}")),
-            _ => out.push_str("null"),
+        match self.duration_us {
+            // Integer arithmetic: float formatting would add ~14 KB to the module.
+            Some(us) => {
+                out.push_str(&(us / 1000).to_string());
+                out.push('.');
+                let frac = us % 1000;
+                out.push(char::from(b'0' + (frac / 100) as u8));
+                out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+                out.push(char::from(b'0' + (frac % 10) as u8));
+            }
+            None => out.push_str("null"),
         }
         key(&mut out, "upstream_cluster");
         opt_str(&mut out, self.upstream_cluster);
@@ -128,7 +137,7 @@ mod tests {
             method: Some("GET"),
             path: Some(loggable_path("/cart?token=secret", false)),
             status: Some(200),
-            duration_ms: Some(1.23456),
+            duration_us: Some(1235),
             upstream_cluster: Some("outbound|80||backend.default.svc.cluster.local"),
         };
         let json = r.to_json();
@@ -160,12 +169,27 @@ mod tests {
             method: None,
             path: Some("/a\"b\\c\n\u{1}"),
             status: None,
-            duration_ms: Some(f64::NAN),
+            duration_us: None,
             upstream_cluster: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert!(v["trace_id"].is_null() && v["sampled"].is_null() && v["status"].is_null());
         assert!(v["duration_ms"].is_null());
+        for (us, ms) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1050, "1.050"),
+            (123_456_789, "123456.789"),
+        ] {
+            let r = LogRecord {
+                duration_us: Some(us),
+                ..r.clone()
+            };
+            assert!(
+                r.to_json().contains(&format!("\"duration_ms\":{ms},")),
+                "{us}"
+            );
+        }
         assert_eq!(v["path"], "/a\"b\\c\n\u{1}");
     }
 
