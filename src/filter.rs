@@ -372,7 +372,8 @@ impl RootContext for Root {
                 break;
             }
             let n = batch.len() as u64;
-            let body = span::zipkin_json(&batch, &e.service);
+            let common: Vec<(&str, &str)> = shared.workload.fields().into_iter().take(5).collect();
+            let body = span::zipkin_json(&batch, &e.service, &common);
             let headers = vec![
                 (":method", "POST"),
                 (":path", c.path.as_str()),
@@ -403,6 +404,7 @@ impl RootContext for Root {
             report: None,
             checks_hop: false,
             span_start_ns: None,
+            span_line: None,
         }))
     }
 
@@ -419,8 +421,17 @@ struct Request {
     report: Option<TraceId>,
     /// `auto` mode, hop not known yet: `on_log` checks whether the ids were replaced.
     checks_hop: bool,
-    /// When this filter reports a span for the request (export on, sampled): its start.
+    /// When this filter reports a span for the request (export on, sampled): its start, and
+    /// the request line, kept from the request phase (no header map read in `on_log` for it).
     span_start_ns: Option<u64>,
+    span_line: Option<OwnedLine>,
+}
+
+/// Method, path and authority, owned.
+struct OwnedLine {
+    method: Option<String>,
+    path: Option<String>,
+    authority: Option<String>,
 }
 
 impl Context for Request {}
@@ -446,6 +457,12 @@ impl HttpContext for Request {
             decision = propagate::as_participant(decision, &headers, &shared.config, span_id);
             if decision.context.sampling.sampled() {
                 self.span_start_ns = host::now_nanos();
+                let line = request_line(Some(&pairs));
+                self.span_line = Some(OwnedLine {
+                    method: line.method.map(str::to_string),
+                    path: line.path.map(|p| loggable_path(p, false).to_string()),
+                    authority: line.authority.map(str::to_string),
+                });
             }
         }
         self.report = match state {
@@ -512,7 +529,11 @@ impl HttpContext for Request {
             return;
         };
         // In on_log the request headers are the final ones: with Envoy's tracer, its ids.
-        let pairs = host::header_pairs(MapType::HttpRequestHeaders);
+        let pairs = if log_enabled || self.checks_hop {
+            host::header_pairs(MapType::HttpRequestHeaders)
+        } else {
+            None
+        };
         let headers = pairs
             .as_ref()
             .map(|p| TraceHeaders::collect(p.iter()))
@@ -526,11 +547,15 @@ impl HttpContext for Request {
             host::property(&["xds", "cluster_name"]).and_then(|b| String::from_utf8(b).ok());
         let line = request_line(pairs.as_ref());
         if let (Some(start), Some(e)) = (self.span_start_ns, shared.exporting()) {
+            let kept = self.span_line.as_ref().map(|l| RequestLine {
+                method: l.method.as_deref(),
+                path: l.path.as_deref(),
+                authority: l.authority.as_deref(),
+            });
             let span = own_span(
                 decision,
-                &shared.workload,
                 start,
-                &line,
+                kept.as_ref().unwrap_or(&line),
                 status,
                 upstream_cluster.as_deref(),
             );
@@ -627,14 +652,13 @@ fn request_line(pairs: Option<&host::HeaderPairs>) -> RequestLine<'_> {
 /// This filter's span for the request (export on): a SERVER span, child of the incoming context.
 fn own_span(
     decision: &Decision,
-    workload: &Workload,
     start_ns: u64,
     line: &RequestLine,
     status: Option<u64>,
     upstream_cluster: Option<&str>,
 ) -> FinishedSpan {
     let end_ns = host::now_nanos().unwrap_or(start_ns);
-    let mut tags: Vec<(&'static str, String)> = Vec::with_capacity(12);
+    let mut tags: Vec<(&'static str, String)> = Vec::with_capacity(6);
     if let Some(m) = line.method {
         tags.push(("http.method", m.to_string()));
     }
@@ -646,9 +670,6 @@ fn own_span(
         if s >= 500 {
             tags.push(("error", s.to_string()));
         }
-    }
-    for (k, v) in workload.fields().iter().take(5) {
-        tags.push((k, v.to_string()));
     }
     if let Some(c) = upstream_cluster {
         tags.push(("upstream_cluster", c.to_string()));

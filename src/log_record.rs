@@ -93,6 +93,15 @@ impl LogRecord<'_> {
 /// A JSON string literal; control characters escaped, the rest as is (the input is UTF-8).
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Fast path: ids, names and paths rarely hold anything to escape.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -16,6 +16,7 @@ pub struct FinishedSpan {
     pub timestamp_us: u64,
     pub duration_us: u64,
     pub debug: bool,
+    /// This request's tags; those every span of the worker shares are given to `zipkin_json`.
     pub tags: Vec<(&'static str, String)>,
 }
 
@@ -61,8 +62,9 @@ impl SpanBuffer {
     }
 }
 
-/// A Zipkin v2 JSON array (`POST /api/v2/spans`), every span a SERVER span of `service`.
-pub fn zipkin_json(spans: &[FinishedSpan], service: &str) -> String {
+/// A Zipkin v2 JSON array (`POST /api/v2/spans`), every span a SERVER span of `service`, with
+/// `common` tags (the workload) added to each.
+pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(512 * spans.len() + 2);
     out.push('[');
     for (i, s) in spans.iter().enumerate() {
@@ -81,18 +83,18 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str) -> String {
         }
         out.push_str(",\"kind\":\"SERVER\",\"name\":");
         push_json_str(&mut out, &s.name);
-        out.push_str(&format!(
-            ",\"timestamp\":{},\"duration\":{}",
-            s.timestamp_us,
-            s.duration_us.max(1)
-        ));
+        out.push_str(",\"timestamp\":");
+        out.push_str(&s.timestamp_us.to_string());
+        out.push_str(",\"duration\":");
+        out.push_str(&s.duration_us.max(1).to_string());
         if s.debug {
             out.push_str(",\"debug\":true");
         }
         out.push_str(",\"localEndpoint\":{\"serviceName\":");
         push_json_str(&mut out, service);
         out.push_str("},\"tags\":{");
-        for (j, (k, v)) in s.tags.iter().enumerate() {
+        let tags = s.tags.iter().map(|(k, v)| (*k, v.as_str()));
+        for (j, (k, v)) in tags.chain(common.iter().copied()).enumerate() {
             if j > 0 {
                 out.push(',');
             }
@@ -125,7 +127,11 @@ mod tests {
 
     #[test]
     fn zipkin_v2_json() {
-        let json = zipkin_json(&[span(1), span(2), span(3)], "checkout");
+        let json = zipkin_json(
+            &[span(1), span(2), span(3)],
+            "checkout",
+            &[("namespace", "shop")],
+        );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 3);
         assert_eq!(v[0]["traceId"], "463ac35c9f6413ad48485a3953bb6124");
@@ -136,8 +142,9 @@ mod tests {
         assert_eq!(v[1]["duration"], 1234);
         assert_eq!(v[1]["localEndpoint"]["serviceName"], "checkout");
         assert_eq!(v[1]["tags"]["http.path"], "/a\"b");
+        assert_eq!(v[1]["tags"]["namespace"], "shop");
         assert_eq!(v[2]["debug"], true);
-        assert_eq!(zipkin_json(&[], "x"), "[]");
+        assert_eq!(zipkin_json(&[], "x", &[]), "[]");
     }
 
     #[test]
