@@ -79,7 +79,7 @@ expect accept "the commented export section, uncommented (tracer: none), passes 
 
 f="$(variant published -e "s|^  url: oci://.*|  url: oci://127.0.0.1:5000/team/trace-inject:0.1.0|" \
   -e "s|^  # sha256: .*|  sha256: $(printf '%064d' 0 | tr 0 a)|")"
-expect accept "as published (README "Deploy to Istio": url and sha256 set): valid for Istio" validate check "$f"
+expect accept "as published (README, Deploy to Istio: url and sha256 set): valid for Istio" validate check "$f"
 expect accept "as published: pluginConfig passes check-config" plugin_config_ok "$f"
 
 # --- broken copies: each must be rejected ------------------------------------------------------
