@@ -97,11 +97,17 @@ pub fn sidecar_builder(
     b
 }
 
+/// A [`Hop`] with Envoy's tracer, and the collector it reports to.
 pub struct SidecarHop {
-    pub envoy: Envoy,
-    pub echo: EchoServer,
+    pub hop: Hop,
     pub collector: Collector,
-    pub port: u16,
+}
+
+impl std::ops::Deref for SidecarHop {
+    type Target = Hop;
+    fn deref(&self) -> &Hop {
+        &self.hop
+    }
 }
 
 pub fn sidecar_hop(
@@ -115,36 +121,8 @@ pub fn sidecar_hop(
         .start()
         .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
     SidecarHop {
-        envoy,
-        echo,
+        hop: Hop { envoy, echo, port },
         collector,
-        port,
-    }
-}
-
-impl SidecarHop {
-    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
-        let raw: Vec<(&[u8], &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-            .collect();
-        http::request(self.port, "GET", path, &raw)
-            .unwrap_or_else(|e| panic!("request failed: {e}"))
-    }
-
-    pub fn upstream(&self) -> RecordedRequest {
-        self.echo
-            .requests()
-            .pop()
-            .expect("the upstream received no request")
-    }
-
-    pub fn assert_counter(&self, name: &str, want: u64) {
-        assert_stat(
-            &self.envoy,
-            &format!("wasmcustom.trace_inject.{name}"),
-            want,
-        );
     }
 }
 
