@@ -19,7 +19,7 @@ use crate::log_record::{loggable_path, LogRecord};
 use crate::propagate::{self, Decision, Hop, Source, TraceHeaders};
 use crate::span::{self, FinishedSpan, SpanBuffer};
 use crate::workload::{NodeInfo, Workload};
-use crate::{b3, w3c};
+use crate::{b3, envoy_tracer, w3c};
 
 proxy_wasm::main! {{
     let _ = log::set_logger(&HOST_LOGGER);
@@ -403,6 +403,7 @@ impl RootContext for Root {
             decision: None,
             report: None,
             checks_hop: false,
+            tracer_would_inject: false,
             span_start_ns: None,
             span_line: None,
         }))
@@ -421,6 +422,9 @@ struct Request {
     report: Option<TraceId>,
     /// `auto` mode, hop not known yet: `on_log` checks whether the ids were replaced.
     checks_hop: bool,
+    /// A tracer on this hop would have made a span and injected its ids (by the model of
+    /// Envoy's extraction): ids found intact after an upstream request then prove there is none.
+    tracer_would_inject: bool,
     /// When this filter reports a span for the request (export on, sampled): its start, and
     /// the request line, kept from the request phase (no header map read in `on_log` for it).
     span_start_ns: Option<u64>,
@@ -474,6 +478,10 @@ impl HttpContext for Request {
             _ => decision.report,
         };
         self.checks_hop = state == HopState::Unknown;
+        if self.checks_hop {
+            self.tracer_would_inject = envoy_tracer::predict(&headers, shared.reads_w3c()).outcome
+                != envoy_tracer::Outcome::NoSpan;
+        }
         for edit in &decision.edits {
             let map = MapType::HttpRequestHeaders;
             match (&edit.value, headers.has(edit.name)) {
@@ -595,9 +603,9 @@ impl HttpContext for Request {
 }
 
 impl Request {
-    /// `auto`: if the request went upstream and its B3 ids are not the ones this filter left,
-    /// Envoy's tracer replaced them; if they are, and the filter had started the trace (a tracer
-    /// would have started its own), there is no tracer.
+    /// `auto`: if the ids the request carried are not the ones this filter left, Envoy's tracer
+    /// replaced them; if they are, after an upstream request for which a tracer would have
+    /// injected its own, there is no tracer.
     fn check_hop(&self, decision: &Decision, carried: Option<&TraceContext>) {
         let Some(carried) = carried else {
             return;
@@ -605,9 +613,7 @@ impl Request {
         let left = decision.context;
         if carried.span_id != left.span_id || !carried.trace_id.same_trace(&left.trace_id) {
             self.shared.tracer_detected();
-        } else if decision.source == Source::Injected
-            && host::property(&["upstream", "address"]).is_some()
-        {
+        } else if self.tracer_would_inject && host::property(&["upstream", "address"]).is_some() {
             self.shared.hop.set(HopState::Plain);
         }
     }
