@@ -17,16 +17,7 @@ const S: &str = "a2fb4a1d1a96d312";
 type Case = (String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16]);
 
 fn corpus() -> Vec<Case> {
-    let names: [&[u8]; 8] = [
-        b"x-b3-traceid",
-        b"x-b3-spanid",
-        b"x-b3-parentspanid",
-        b"x-b3-sampled",
-        b"x-b3-flags",
-        b"b3",
-        b"traceparent",
-        b"tracestate",
-    ];
+    let names = TRACE_HEADERS;
     let mut c: Vec<Case> = Vec::new();
     for n in names {
         let name = String::from_utf8_lossy(n).to_string();

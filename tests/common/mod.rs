@@ -11,6 +11,18 @@ pub use trace_inject_devtools::http::{self, Response};
 
 pub const WASM: &str = "dist/trace_inject.wasm";
 
+/// Every request header the filter reads as a trace context.
+pub const TRACE_HEADERS: [&[u8]; 8] = [
+    b"x-b3-traceid",
+    b"x-b3-spanid",
+    b"x-b3-parentspanid",
+    b"x-b3-sampled",
+    b"x-b3-flags",
+    b"b3",
+    b"traceparent",
+    b"tracestate",
+];
+
 /// One Envoy from `examples/<config>`, its listener on a free port, its upstream the test's echo
 /// server, the plugin configuration replaced by `plugin_config` (JSON).
 pub struct Hop {

@@ -197,15 +197,7 @@ fn read_response(r: &mut impl BufRead, head: bool) -> Result<Response, String> {
                 .ok_or_else(|| format!("malformed header {:?}", String::from_utf8_lossy(&l)))?;
             let name = String::from_utf8_lossy(&l[..colon]).into_owned();
             let v = &l[colon + 1..];
-            let start = v
-                .iter()
-                .position(|c| *c != b' ' && *c != b'\t')
-                .unwrap_or(v.len());
-            let end = v
-                .iter()
-                .rposition(|c| *c != b' ' && *c != b'\t')
-                .map_or(start, |e| e + 1);
-            headers.push((name, v[start..end].to_vec()));
+            headers.push((name, crate::server::trim_ows(v).to_vec()));
         }
         // 1xx are interim (100 Continue): the real response follows.
         if (100..200).contains(&status) {

@@ -256,7 +256,8 @@ fn trim_crlf(mut l: &[u8]) -> &[u8] {
     l.strip_suffix(b"\r").unwrap_or(l)
 }
 
-fn trim_ows(v: &[u8]) -> &[u8] {
+/// A header value without its surrounding optional whitespace (spaces and tabs).
+pub(crate) fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v
         .iter()
         .position(|c| *c != b' ' && *c != b'\t')
