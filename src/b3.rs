@@ -1,32 +1,107 @@
 //! B3 propagation (openzipkin/b3-propagation): multi-header `x-b3-*` and single-header `b3`.
 
-use crate::context::{Parsed, Sampling, TraceContext};
+use crate::context::{Format, Parsed, Sampling, TraceContext};
 use crate::ids::{SpanId, TraceId};
 
-pub const TRACE_ID: &str = "x-b3-traceid";
-pub const SPAN_ID: &str = "x-b3-spanid";
-pub const PARENT_SPAN_ID: &str = "x-b3-parentspanid";
-pub const SAMPLED: &str = "x-b3-sampled";
-pub const FLAGS: &str = "x-b3-flags";
-pub const SINGLE: &str = "b3";
+use crate::headers::{
+    Edit, MultiHeaders, TraceHeaders, B3, B3_FLAGS, B3_PARENT_SPAN_ID, B3_SAMPLED, B3_SPAN_ID,
+    B3_TRACE_ID,
+};
+use crate::propagator::{Extracted, Propagator};
 
-/// The `x-b3-*` header values of one request (the first of each name: "the first value wins").
-#[derive(Default, Debug, Clone, Copy)]
-pub struct MultiHeaders<'a> {
-    pub trace_id: Option<&'a [u8]>,
-    pub span_id: Option<&'a [u8]>,
-    pub parent_span_id: Option<&'a [u8]>,
-    pub sampled: Option<&'a [u8]>,
-    pub flags: Option<&'a [u8]>,
+/// Every `x-b3-*` header, in the order they are written.
+pub const MULTI_FIELDS: [&str; 5] = [
+    B3_TRACE_ID,
+    B3_SPAN_ID,
+    B3_PARENT_SPAN_ID,
+    B3_SAMPLED,
+    B3_FLAGS,
+];
+
+/// B3 multi: `x-b3-traceid`, `x-b3-spanid`, `x-b3-parentspanid`, `x-b3-sampled`, `x-b3-flags`.
+pub struct B3Multi;
+
+impl Propagator for B3Multi {
+    fn format(&self) -> Format {
+        Format::B3Multi
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &MULTI_FIELDS
+    }
+
+    fn label(&self) -> &'static str {
+        "x-b3-*"
+    }
+
+    fn present(&self, h: &TraceHeaders) -> bool {
+        !h.b3.is_empty()
+    }
+
+    fn extract(&self, h: &TraceHeaders) -> Extracted {
+        Extracted {
+            parsed: parse_multi(&h.b3),
+            exact: !h.b3_repeated,
+        }
+    }
+
+    fn carries_all(&self) -> bool {
+        true
+    }
+
+    fn inject(&self, ctx: &TraceContext, h: &TraceHeaders, edits: &mut Vec<Edit>) {
+        for (name, value) in format_multi(ctx) {
+            // Removing a header that is not there would be a wasted host call.
+            if value.is_some() || h.b3.has(name) {
+                edits.push(Edit { name, value });
+            }
+        }
+    }
+
+    fn remove(&self, h: &TraceHeaders, edits: &mut Vec<Edit>) {
+        for name in MULTI_FIELDS {
+            if h.b3.has(name) {
+                edits.push(Edit::remove(name));
+            }
+        }
+    }
 }
 
-impl MultiHeaders<'_> {
-    pub fn is_empty(&self) -> bool {
-        self.trace_id.is_none()
-            && self.span_id.is_none()
-            && self.parent_span_id.is_none()
-            && self.sampled.is_none()
-            && self.flags.is_none()
+/// B3 single: `b3: {traceid}-{spanid}[-{sampling}[-{parentspanid}]]`.
+pub struct B3Single;
+
+impl Propagator for B3Single {
+    fn format(&self) -> Format {
+        Format::B3Single
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &[B3]
+    }
+
+    fn present(&self, h: &TraceHeaders) -> bool {
+        h.b3_single.is_some()
+    }
+
+    fn extract(&self, h: &TraceHeaders) -> Extracted {
+        Extracted {
+            parsed: h.b3_single.map_or(Parsed::Absent, parse_single),
+            exact: !h.b3_single_repeated,
+        }
+    }
+
+    fn carries_all(&self) -> bool {
+        true
+    }
+
+    fn inject(&self, ctx: &TraceContext, _h: &TraceHeaders, edits: &mut Vec<Edit>) {
+        edits.push(Edit::set(B3, format_single(ctx)));
+    }
+
+    fn remove(&self, h: &TraceHeaders, edits: &mut Vec<Edit>) {
+        if h.b3_single.is_some() {
+            edits.push(Edit::remove(B3));
+        }
     }
 }
 
@@ -76,6 +151,7 @@ pub fn parse_multi(h: &MultiHeaders) -> Parsed {
                 span_id,
                 parent_span_id,
                 sampling,
+                random: false,
             })
         }
         (Some(_), None) => Parsed::Malformed("x-b3-traceid without x-b3-spanid"),
@@ -136,6 +212,7 @@ pub fn parse_single(v: &[u8]) -> Parsed {
         span_id,
         parent_span_id,
         sampling,
+        random: false,
     })
 }
 
@@ -149,11 +226,11 @@ pub fn format_multi(ctx: &TraceContext) -> [(&'static str, Option<String>); 5] {
         Sampling::Debug => (None, Some("1".to_string())),
     };
     [
-        (TRACE_ID, Some(ctx.trace_id.to_b3())),
-        (SPAN_ID, Some(ctx.span_id.to_hex())),
-        (PARENT_SPAN_ID, ctx.parent_span_id.map(|p| p.to_hex())),
-        (SAMPLED, sampled),
-        (FLAGS, flags),
+        (B3_TRACE_ID, Some(ctx.trace_id.to_b3())),
+        (B3_SPAN_ID, Some(ctx.span_id.to_hex())),
+        (B3_PARENT_SPAN_ID, ctx.parent_span_id.map(|p| p.to_hex())),
+        (B3_SAMPLED, sampled),
+        (B3_FLAGS, flags),
     ]
 }
 
@@ -359,11 +436,11 @@ mod tests {
                     .map(str::as_bytes)
             };
             let back = parse_multi(&MultiHeaders {
-                trace_id: get(TRACE_ID),
-                span_id: get(SPAN_ID),
-                parent_span_id: get(PARENT_SPAN_ID),
-                sampled: get(SAMPLED),
-                flags: get(FLAGS),
+                trace_id: get(B3_TRACE_ID),
+                span_id: get(B3_SPAN_ID),
+                parent_span_id: get(B3_PARENT_SPAN_ID),
+                sampled: get(B3_SAMPLED),
+                flags: get(B3_FLAGS),
             });
             assert_eq!(back, Parsed::Context(c));
         }
@@ -373,8 +450,8 @@ mod tests {
     fn debug_is_sent_as_flags_without_sampled() {
         let c = ctx(parse_single(b"64fe8b2a57d3eff7-e457b5a2e4d86bd1-d"));
         let m = format_multi(&c);
-        assert!(m.contains(&(FLAGS, Some("1".into()))));
-        assert!(m.contains(&(SAMPLED, None)));
+        assert!(m.contains(&(B3_FLAGS, Some("1".into()))));
+        assert!(m.contains(&(B3_SAMPLED, None)));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct TraceContext {
     /// B3 `ParentSpanId`; W3C has no such field.
     pub parent_span_id: Option<SpanId>,
     pub sampling: Sampling,
+    /// W3C Level 2 `random` trace-flag: the trace id's right 7 bytes are random. Set for the
+    /// traces this filter starts; kept from an incoming `traceparent`; unknown from B3.
+    pub random: bool,
 }
 
 /// The trace-context header formats this filter reads and writes.
@@ -55,6 +58,15 @@ pub enum Format {
 
 impl Format {
     pub const ALL: [Format; 3] = [Format::B3Single, Format::B3Multi, Format::W3c];
+
+    /// Position in `ALL`, for per-format tables.
+    pub fn index(self) -> usize {
+        match self {
+            Format::B3Single => 0,
+            Format::B3Multi => 1,
+            Format::W3c => 2,
+        }
+    }
 
     /// The name used in config, logs (`context`) and docs.
     pub fn name(self) -> &'static str {
@@ -81,13 +93,42 @@ impl TraceContext {
     /// Whether `other`, as another format carries it, says exactly what this context says. B3
     /// can express every field (parent span, deferred and debug sampling), so a B3 format must
     /// match all of them; W3C only trace id, span id and the sampled bit (a 64-bit trace id
-    /// equals its zero-padded 128-bit form).
-    pub fn agrees_with(&self, other: &TraceContext, other_is_b3: bool) -> bool {
-        let ids = self.trace_id.same_trace(&other.trace_id) && self.span_id == other.span_id;
-        if other_is_b3 {
+    /// equals its zero-padded 128-bit form; the `random` flag is a hint, not a position).
+    pub fn agrees_with(&self, other: &TraceContext, carries_all: bool) -> bool {
+        let ids = self.same_position(other);
+        if carries_all {
             ids && self.parent_span_id == other.parent_span_id && self.sampling == other.sampling
         } else {
             ids && self.sampling.sampled() == other.sampling.sampled()
         }
+    }
+
+    /// Same trace and same span: the same position in a trace, whatever the sampling says.
+    pub fn same_position(&self, other: &TraceContext) -> bool {
+        self.trace_id.same_trace(&other.trace_id) && self.span_id == other.span_id
+    }
+}
+
+/// A set of formats (the outputs; what a tracer writes), checked without allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FormatSet(u8);
+
+impl FormatSet {
+    pub const EMPTY: FormatSet = FormatSet(0);
+
+    pub fn of(formats: &[Format]) -> FormatSet {
+        formats.iter().fold(FormatSet::EMPTY, |s, f| s.with(*f))
+    }
+
+    pub fn with(self, f: Format) -> FormatSet {
+        FormatSet(self.0 | 1 << f.index())
+    }
+
+    pub fn contains(self, f: Format) -> bool {
+        self.0 & (1 << f.index()) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }

@@ -173,6 +173,47 @@ impl<R: rand::RngCore> IdSource for R {
     }
 }
 
+/// The filter's ids: `rand`'s StdRng, seeded once per VM from the OS (WASI `random_get` in Envoy),
+/// shared by every request of the VM.
+pub struct Ids {
+    rng: std::cell::RefCell<rand::rngs::StdRng>,
+    /// A splitmix state for the (unreachable: one thread, no re-entry) case the rng is borrowed.
+    fallback: std::cell::Cell<u64>,
+}
+
+impl Ids {
+    /// Seeded from the OS; where that fails, from `fallback_seed` (the clock), with `Err` saying why.
+    pub fn seeded(fallback_seed: u64) -> (Ids, Option<String>) {
+        use rand::SeedableRng;
+        let (rng, err) = match rand::rngs::StdRng::try_from_os_rng() {
+            Ok(rng) => (rng, None),
+            Err(e) => (
+                rand::rngs::StdRng::seed_from_u64(fallback_seed),
+                Some(e.to_string()),
+            ),
+        };
+        let ids = Ids {
+            rng: std::cell::RefCell::new(rng),
+            fallback: std::cell::Cell::new(fallback_seed),
+        };
+        (ids, err)
+    }
+}
+
+impl IdSource for &Ids {
+    fn next_u64(&mut self) -> u64 {
+        match self.rng.try_borrow_mut() {
+            Ok(mut rng) => rand::RngCore::next_u64(&mut *rng),
+            Err(_) => {
+                let x = self.fallback.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+                self.fallback.set(x);
+                let z = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z ^ (z >> 31)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

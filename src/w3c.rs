@@ -1,10 +1,102 @@
 //! W3C Trace Context: `traceparent` and `tracestate`.
 
-use crate::context::{Parsed, Sampling, TraceContext};
+use crate::context::{Format, Parsed, Sampling, TraceContext};
+use crate::headers::{Edit, TraceHeaders, TRACEPARENT, TRACESTATE};
 use crate::ids::{parse_lower_hex, SpanId, TraceId};
+use crate::propagator::{Extracted, Propagator};
 
-pub const TRACEPARENT: &str = "traceparent";
-pub const TRACESTATE: &str = "tracestate";
+/// `sampled` and (Level 2) `random`: the only trace-flags with a meaning; writers zero the rest.
+const FLAG_SAMPLED: u128 = 0x01;
+const FLAG_RANDOM: u128 = 0x02;
+
+/// W3C Trace Context: `traceparent`, and `tracestate` beside it (see `tracestate_edit`).
+pub struct W3c;
+
+impl Propagator for W3c {
+    fn format(&self) -> Format {
+        Format::W3c
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &[TRACEPARENT, TRACESTATE]
+    }
+
+    fn present(&self, h: &TraceHeaders) -> bool {
+        h.traceparent.is_some()
+    }
+
+    fn extract(&self, h: &TraceHeaders) -> Extracted {
+        match h.traceparent {
+            None => Extracted::ABSENT,
+            // Which of two would be the right one is unknowable: the spec's "invalid".
+            Some(_) if h.traceparent_repeated => Extracted {
+                parsed: Parsed::Malformed("traceparent appears more than once"),
+                exact: false,
+            },
+            Some(v) => match parse_traceparent(v) {
+                Ok(tp) => Extracted {
+                    parsed: Parsed::Context(tp.context),
+                    exact: tp.canonical,
+                },
+                Err(why) => Extracted {
+                    parsed: Parsed::Malformed(why),
+                    exact: false,
+                },
+            },
+        }
+    }
+
+    fn carries_all(&self) -> bool {
+        false
+    }
+
+    fn inject(&self, ctx: &TraceContext, _h: &TraceHeaders, edits: &mut Vec<Edit>) {
+        edits.push(Edit::set(TRACEPARENT, format_traceparent(ctx)));
+    }
+
+    fn remove(&self, h: &TraceHeaders, edits: &mut Vec<Edit>) {
+        if h.traceparent.is_some() {
+            edits.push(Edit::remove(TRACEPARENT));
+        }
+    }
+}
+
+/// What became of the incoming `traceparent`, which decides what becomes of its `tracestate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceparentFate {
+    /// Forwarded as it came.
+    Unchanged,
+    /// Rewritten, same trace (a new parent-id, a downgraded version, a normalised value).
+    Updated,
+    /// Removed, or rewritten to another trace.
+    Replaced,
+}
+
+/// `tracestate` belongs to the `traceparent` it came with (Recommendation §3.3): it goes on
+/// byte for byte while that `traceparent` does, goes with it when it is replaced, and, where it
+/// was updated, only while its list is valid. Returns the edit, with the reason when the
+/// tracestate itself was malformed.
+pub fn tracestate_edit(
+    h: &TraceHeaders,
+    fate: TraceparentFate,
+) -> Option<(Edit, Option<&'static str>)> {
+    if h.tracestate.is_empty() {
+        return None;
+    }
+    match fate {
+        // "If the value of the traceparent field wasn't changed before propagation, tracestate
+        // MUST NOT be modified as well."
+        TraceparentFate::Unchanged => None,
+        TraceparentFate::Replaced => Some((Edit::remove(TRACESTATE), None)),
+        TraceparentFate::Updated => {
+            let combined = h.tracestate.join(&b","[..]);
+            match validate_tracestate(&combined) {
+                Ok(()) => None,
+                Err(why) => Some((Edit::remove(TRACESTATE), Some(why))),
+            }
+        }
+    }
+}
 
 const V00_LEN: usize = 55;
 const MAX_TRACESTATE_MEMBERS: usize = 32;
@@ -59,33 +151,32 @@ pub fn parse_traceparent(v: &[u8]) -> Result<Traceparent, &'static str> {
             trace_id,
             span_id,
             parent_span_id: None,
-            sampling: if flags & 1 == 1 {
+            sampling: if flags & FLAG_SAMPLED != 0 {
                 Sampling::Accept
             } else {
                 Sampling::Deny
             },
+            random: flags & FLAG_RANDOM != 0,
         },
         canonical: version == 0,
     })
 }
 
-/// `parse_traceparent` as a format result.
-pub fn parse(v: &[u8]) -> (Parsed, bool) {
-    match parse_traceparent(v) {
-        Ok(tp) => (Parsed::Context(tp.context), tp.canonical),
-        Err(why) => (Parsed::Malformed(why), false),
-    }
-}
-
 /// `traceparent` for `ctx`, version 00. A 64-bit trace id is left-padded with zeros; the
-/// parent-id is the caller's span id; only the sampled flag is set (the others are reserved).
+/// parent-id is the caller's span id; trace-flags carry `sampled` and Level 2's `random` (the
+/// other bits are not defined: writers set them to zero).
 pub fn format_traceparent(ctx: &TraceContext) -> String {
     let mut out = String::with_capacity(55);
     out.push_str("00-");
     ctx.trace_id.push_hex32(&mut out);
     out.push('-');
     ctx.span_id.push_hex(&mut out);
-    out.push_str(if ctx.sampling.sampled() { "-01" } else { "-00" });
+    out.push_str(match (ctx.sampling.sampled(), ctx.random) {
+        (false, false) => "-00",
+        (true, false) => "-01",
+        (false, true) => "-02",
+        (true, true) => "-03",
+    });
     out
 }
 

@@ -221,10 +221,13 @@ pub fn assert_valid_context(h: &RecordedRequest) -> (String, String) {
         (None, None) => false, // deferred: W3C says "not recorded"
         other => panic!("unexpected sampling headers {other:?}"),
     };
+    // Only `sampled` (0x01) and Level 2's `random` (0x02) may be set.
+    let flags = u8::from_str_radix(parts[3], 16).expect("traceparent flags are hex");
+    assert_eq!(flags & !0x03, 0, "traceparent flags {:?}", parts[3]);
     assert_eq!(
-        parts[3],
-        if sampled { "01" } else { "00" },
-        "traceparent flags match B3 sampling"
+        flags & 0x01 == 1,
+        sampled,
+        "traceparent sampled flag matches B3 sampling"
     );
     (trace32, span)
 }

@@ -16,9 +16,10 @@ use std::hint::black_box;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use trace_inject::config::Config;
+use trace_inject::decision::{decide, Mode};
+use trace_inject::headers::TraceHeaders;
 use trace_inject::ids::IdSource;
-use trace_inject::propagate::{decide, response_trace_id, TraceHeaders};
+use trace_inject::settings::Settings;
 
 /// What Envoy passes a filter for a plain `GET /` from wrk.
 const BASE: [(&str, &[u8]); 6] = [
@@ -57,10 +58,10 @@ impl IdSource for SplitMix {
     }
 }
 
-fn per_request(headers: &[(&'static str, &'static [u8])], cfg: &Config, ids: &mut impl IdSource) {
+fn per_request(headers: &[(&'static str, &'static [u8])], cfg: &Settings, ids: &mut impl IdSource) {
     let h = TraceHeaders::collect(black_box(headers).iter().copied());
-    let d = decide(&h, cfg, ids);
-    let response = response_trace_id(d.context.trace_id);
+    let d = decide(&h, cfg, Mode::Plain { own_span: false }, ids);
+    let response = d.report.map(|t| t.to_hex32());
     black_box((&d, &response));
 }
 
@@ -74,7 +75,7 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let cfg = Config::default();
+    let cfg = Settings::default();
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let mut fast = SplitMix(0x5eed);
     let with = |extra: &[(&'static str, &'static [u8])]| -> Vec<(&'static str, &'static [u8])> {

@@ -1,4 +1,5 @@
-//! The host calls this filter makes, each returning a `Result`/`Option` and never panicking.
+//! The real host: the proxy-wasm ABI calls this filter makes, each returning a `Result`/`Option`
+//! and never panicking.
 //!
 //! proxy-wasm 0.2.5's own wrappers `panic!` on any status they do not expect (and its `String`
 //! accessors `unwrap` UTF-8 conversions), which kills the VM and fails the worker's traffic. These
@@ -7,6 +8,8 @@
 use std::ptr::null_mut;
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+use super::{HeaderPairs, Host, Map};
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -92,7 +95,7 @@ pub fn log(level: LogLevel, message: &str) {
 }
 
 /// Envoy's current log level for Wasm, so disabled levels cost nothing.
-pub fn log_level() -> Option<u32> {
+fn log_level() -> Option<u32> {
     let mut level = 0u32;
     // SAFETY: `level` outlives the call.
     (unsafe { proxy_get_log_level(&mut level) } == OK).then_some(level)
@@ -104,7 +107,7 @@ pub fn now_nanos() -> Option<u64> {
     (unsafe { proxy_get_current_time_nanoseconds(&mut t) } == OK).then_some(t)
 }
 
-pub fn plugin_configuration() -> Option<Vec<u8>> {
+fn plugin_configuration() -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: out-pointers to locals.
     let status = unsafe {
@@ -119,50 +122,7 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
     (status == OK).then(|| owned(data, size))
 }
 
-/// A header map as the host serialises it, with accessors that never index out of bounds.
-pub struct HeaderPairs {
-    buf: Vec<u8>,
-    /// (name start, name len, value start, value len) into `buf`.
-    spans: Vec<(usize, usize, usize, usize)>,
-}
-
-impl HeaderPairs {
-    /// Layout: u32 count, count × (u32 name len, u32 value len), then each name and value
-    /// followed by a NUL. Anything inconsistent ends the list where it stops making sense.
-    fn parse(buf: Vec<u8>) -> HeaderPairs {
-        let u32_at = |at: usize| -> Option<usize> {
-            let b = buf.get(at..at.checked_add(4)?)?;
-            Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
-        };
-        let count = u32_at(0).unwrap_or(0);
-        let mut spans = Vec::with_capacity(count.min(256));
-        let mut data = 4usize.saturating_add(count.saturating_mul(8));
-        for i in 0..count {
-            let (Some(nl), Some(vl)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else {
-                break;
-            };
-            let name_at = data;
-            let value_at = name_at.saturating_add(nl).saturating_add(1);
-            let end = value_at.saturating_add(vl).saturating_add(1);
-            if end > buf.len() {
-                break;
-            }
-            spans.push((name_at, nl, value_at, vl));
-            data = end;
-        }
-        HeaderPairs { buf, spans }
-    }
-
-    /// (name, value) pairs; a name that is not UTF-8 (Envoy's codecs do not allow one) is skipped.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.spans.iter().filter_map(|&(n, nl, v, vl)| {
-            let name = std::str::from_utf8(self.buf.get(n..n + nl)?).ok()?;
-            Some((name, self.buf.get(v..v + vl)?))
-        })
-    }
-}
-
-pub fn header_pairs(map: MapType) -> Option<HeaderPairs> {
+fn header_pairs(map: MapType) -> Option<HeaderPairs> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: out-pointers to locals.
     let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
@@ -171,7 +131,7 @@ pub fn header_pairs(map: MapType) -> Option<HeaderPairs> {
 
 /// `Ok(None)` when absent; `Err(status)` when the map cannot be read (e.g. request headers
 /// after the request phase).
-pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, u32> {
+fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, u32> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: key pointer/length of a live &str; out-pointers to locals.
     let status =
@@ -184,7 +144,7 @@ pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, u32> {
 }
 
 /// Sets (replacing every value of) `name`, or removes it when `value` is `None`.
-pub fn set_header(map: MapType, name: &str, value: Option<&[u8]>) -> bool {
+fn set_header(map: MapType, name: &str, value: Option<&[u8]>) -> bool {
     // SAFETY: pointers/lengths of live slices.
     let status = unsafe {
         match value {
@@ -198,7 +158,7 @@ pub fn set_header(map: MapType, name: &str, value: Option<&[u8]>) -> bool {
 }
 
 /// Adds a value for `name` (cheaper than a replace for a header known to be absent).
-pub fn add_header(map: MapType, name: &str, value: &[u8]) -> bool {
+fn add_header(map: MapType, name: &str, value: &[u8]) -> bool {
     // SAFETY: pointers/lengths of live slices.
     let status = unsafe {
         proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
@@ -217,7 +177,7 @@ fn property_path(path: &[&str]) -> Vec<u8> {
     out
 }
 
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+fn property(path: &[&str]) -> Option<Vec<u8>> {
     let path = property_path(path);
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: path pointer/length of a live Vec; out-pointers to locals.
@@ -226,7 +186,7 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
 }
 
 /// Writes filter state (`wasm.<name>` in Envoy), readable by access logs and tracing custom tags.
-pub fn set_property(path: &[&str], value: &[u8]) -> bool {
+fn set_property(path: &[&str], value: &[u8]) -> bool {
     let path = property_path(path);
     // SAFETY: pointers/lengths of live slices.
     let status =
@@ -234,7 +194,7 @@ pub fn set_property(path: &[&str], value: &[u8]) -> bool {
     status == OK
 }
 
-pub fn define_counter(name: &str) -> Option<u32> {
+fn define_counter(name: &str) -> Option<u32> {
     let mut id = 0u32;
     // SAFETY: name pointer/length of a live &str; out-pointer to a local.
     let status =
@@ -242,14 +202,12 @@ pub fn define_counter(name: &str) -> Option<u32> {
     (status == OK).then_some(id)
 }
 
-pub fn add(metric: Option<u32>, n: u64) {
-    if let Some(id) = metric {
-        // SAFETY: plain values.
-        let _ = unsafe { proxy_increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) };
-    }
+fn add(id: u32, n: u64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) };
 }
 
-pub fn set_tick_period_ms(ms: u32) -> bool {
+fn set_tick_period_ms(ms: u32) -> bool {
     // SAFETY: a plain value.
     (unsafe { proxy_set_tick_period_milliseconds(ms) }) == OK
 }
@@ -258,11 +216,100 @@ pub fn set_tick_period_ms(ms: u32) -> bool {
 /// dispatcher must register the token to route the response back (it panics on a token it does
 /// not know). Its wrapper panics on a status other than Ok/BadArgument/InternalFailure, the only
 /// ones Envoy's `httpCall` returns.
-pub fn http_call(
+fn http_call(
     cluster: &str,
     headers: Vec<(&str, &str)>,
     body: &[u8],
     timeout: std::time::Duration,
 ) -> Option<u32> {
     proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
+}
+
+fn map_type(map: Map) -> MapType {
+    match map {
+        Map::RequestHeaders => MapType::HttpRequestHeaders,
+        Map::ResponseHeaders => MapType::HttpResponseHeaders,
+        Map::HttpCallResponseHeaders => MapType::HttpCallResponseHeaders,
+    }
+}
+
+/// The proxy-wasm host this module runs in.
+pub struct Abi;
+
+impl Host for Abi {
+    fn header_pairs(&self, map: Map) -> Option<HeaderPairs> {
+        header_pairs(map_type(map))
+    }
+
+    fn header(&self, map: Map, name: &str) -> Result<Option<Vec<u8>>, u32> {
+        header(map_type(map), name)
+    }
+
+    fn set_header(&self, map: Map, name: &str, value: Option<&[u8]>) -> bool {
+        set_header(map_type(map), name, value)
+    }
+
+    fn add_header(&self, map: Map, name: &str, value: &[u8]) -> bool {
+        add_header(map_type(map), name, value)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path)
+    }
+
+    fn set_property(&self, path: &[&str], value: &[u8]) -> bool {
+        set_property(path, value)
+    }
+
+    fn now_nanos(&self) -> Option<u64> {
+        now_nanos()
+    }
+
+    fn log_level(&self) -> Option<u32> {
+        log_level()
+    }
+
+    fn log(&self, level: log::Level, message: &str) {
+        log(
+            match level {
+                log::Level::Trace => LogLevel::Trace,
+                log::Level::Debug => LogLevel::Debug,
+                log::Level::Info => LogLevel::Info,
+                log::Level::Warn => LogLevel::Warn,
+                log::Level::Error => LogLevel::Error,
+            },
+            message,
+        )
+    }
+
+    fn plugin_configuration(&self) -> Option<Vec<u8>> {
+        plugin_configuration()
+    }
+
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        define_counter(name)
+    }
+
+    fn add_counter(&self, id: u32, n: u64) {
+        add(id, n)
+    }
+
+    fn set_tick_period_ms(&self, ms: u32) -> bool {
+        set_tick_period_ms(ms)
+    }
+
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        http_call(
+            cluster,
+            headers.to_vec(),
+            body,
+            std::time::Duration::from_millis(timeout_ms),
+        )
+    }
 }

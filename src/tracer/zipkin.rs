@@ -1,7 +1,5 @@
-//! A model of what Envoy 1.40's Zipkin tracer does with a request's incoming trace headers, so the
-//! filter knows, before the response is sent, which trace the request ends up in on a hop where
-//! that tracer runs. The tracer extracts before any HTTP filter runs, so only the headers as they
-//! arrived matter. Measured on Envoy 1.40 (README "How it works with Envoy's tracer"):
+//! Envoy's Zipkin tracer (`envoy.tracers.zipkin`), as measured on Envoy 1.40 (README "How it
+//! works with Envoy's tracer"):
 //!
 //! - `b3` present: it alone is read (`x-b3-*` ignored); one character is a sampling decision (a
 //!   new root); a malformed value makes no span. The router writes the context back as `b3`.
@@ -11,55 +9,41 @@
 //! - else, with `trace_context_option: USE_B3_WITH_W3C_PROPAGATION`, a `traceparent` is joined.
 //! - else a new root trace, whose id nobody outside Envoy knows before the response.
 
-use crate::propagate::TraceHeaders;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The tracer continues this trace (`high`, `low` as Envoy parsed them).
-    Join { high: u64, low: u64 },
-    /// The tracer starts a new trace with an id this filter cannot know in time.
-    NewRoot,
-    /// The tracer makes no span and injects nothing: the filter's context is what flows.
-    NoSpan,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prediction {
-    pub outcome: Outcome,
-    /// The router writes the context as a `b3` single header (and leaves `x-b3-*` alone).
-    pub writes_b3_single: bool,
-}
-
-impl Outcome {
-    /// The joined trace id as 128 bits, or `None` (new root, no span, or Envoy's accepted all-zero).
-    pub fn trace_id(self) -> Option<u128> {
-        match self {
-            Outcome::Join { high, low } if high != 0 || low != 0 => {
-                Some((u128::from(high) << 64) | u128::from(low))
-            }
-            _ => None,
-        }
-    }
-}
+use super::{Outcome, Prediction};
+use crate::context::{Format, FormatSet};
+use crate::headers::{TraceHeaders, B3_FLAGS};
 
 pub fn predict(h: &TraceHeaders, reads_w3c: bool) -> Prediction {
-    if let Some(b3) = h.b3_single {
-        return Prediction {
-            outcome: single(b3),
-            writes_b3_single: true,
-        };
-    }
-    let outcome = match (h.b3.trace_id, h.b3.span_id) {
-        (Some(t), Some(s)) => multi(t, s, h.b3.parent_span_id),
+    let outcome = match (h.b3_single, h.b3.trace_id, h.b3.span_id) {
+        (Some(b3), _, _) => single(b3),
+        (None, Some(t), Some(s)) => multi(t, s, h.b3.parent_span_id),
         _ => match h.traceparent.filter(|_| reads_w3c).and_then(traceparent) {
             Some(joined) => joined,
             None => Outcome::NewRoot,
         },
     };
-    Prediction {
-        outcome,
-        writes_b3_single: false,
-    }
+    // The router writes the context back as `b3` where one came in, else as `x-b3-*`; with W3C
+    // propagation also as `traceparent`.
+    let b3 = if h.b3_single.is_some() {
+        Format::B3Single
+    } else {
+        Format::B3Multi
+    };
+    let writes = match outcome {
+        Outcome::NoSpan => FormatSet::EMPTY,
+        _ if reads_w3c => FormatSet::of(&[b3, Format::W3c]),
+        _ => FormatSet::of(&[b3]),
+    };
+    Prediction { outcome, writes }
+}
+
+/// Envoy writes `x-b3-sampled` but passes `x-b3-flags` through untouched: only `1` means anything.
+pub fn leaves_stale(h: &TraceHeaders) -> Option<&'static str> {
+    (h.b3_single.is_none() && h.b3.flags.is_some_and(|f| f != b"1")).then_some(B3_FLAGS)
+}
+
+fn join(high: u64, low: u64) -> Outcome {
+    Outcome::Join((u128::from(high) << 64) | u128::from(low))
 }
 
 /// `StringUtil::atoull(s, out, 16)`: strtoull accepting the whole string, no overflow.
@@ -94,7 +78,7 @@ fn multi(t: &[u8], s: &[u8], parent: Option<&[u8]>) -> Outcome {
         Some(p) => atoull_hex(p).is_some(),
     };
     match ids {
-        Some(((high, low), _)) if parent_ok => Outcome::Join { high, low },
+        Some(((high, low), _)) if parent_ok => join(high, low),
         _ => Outcome::NoSpan,
     }
 }
@@ -118,7 +102,7 @@ fn single(v: &[u8]) -> Outcome {
         && flag.is_none_or(|f| matches!(f, b"0" | b"1" | b"d"))
         && parent.is_none_or(|p| hex_len(p, 16));
     match (ok, trace_id(t)) {
-        (true, Some((high, low))) => Outcome::Join { high, low },
+        (true, Some((high, low))) => join(high, low),
         _ => Outcome::NoSpan,
     }
 }
@@ -140,7 +124,7 @@ fn traceparent(v: &[u8]) -> Option<Outcome> {
     if (high == 0 && low == 0) || atoull_hex(p)? == 0 {
         return None;
     }
-    Some(Outcome::Join { high, low })
+    Some(join(high, low))
 }
 
 #[cfg(test)]
@@ -152,10 +136,6 @@ mod tests {
     }
     const T: &str = "463ac35c9f6413ad48485a3953bb6124";
     const S: &str = "a2fb4a1d1a96d312";
-
-    fn join(high: u64, low: u64) -> Outcome {
-        Outcome::Join { high, low }
-    }
 
     // Each row is a measurement on Envoy 1.40 (the report behind the README section).
     #[test]
@@ -245,8 +225,17 @@ mod tests {
         for (headers, want) in cases {
             assert_eq!(predict(&h(headers), false).outcome, *want, "{headers:?}");
         }
-        assert!(predict(&h(&[("b3", "0")]), false).writes_b3_single);
-        assert!(!predict(&h(&[]), false).writes_b3_single);
+        let writes = |headers: &[(&str, &str)], w3c| predict(&h(headers), w3c).writes;
+        assert_eq!(
+            writes(&[("b3", "0")], false),
+            FormatSet::of(&[Format::B3Single])
+        );
+        assert_eq!(writes(&[], false), FormatSet::of(&[Format::B3Multi]));
+        assert_eq!(
+            writes(&[], true),
+            FormatSet::of(&[Format::B3Multi, Format::W3c])
+        );
+        assert_eq!(writes(&[("b3", "abc")], true), FormatSet::EMPTY);
     }
 
     #[test]

@@ -1,0 +1,169 @@
+//! The trace headers of one request as they arrived, and the edits the filter makes to them.
+//! Every header name the filter reads or writes is in this one table.
+
+/// B3 multi (openzipkin/b3-propagation).
+pub const B3_TRACE_ID: &str = "x-b3-traceid";
+pub const B3_SPAN_ID: &str = "x-b3-spanid";
+pub const B3_PARENT_SPAN_ID: &str = "x-b3-parentspanid";
+pub const B3_SAMPLED: &str = "x-b3-sampled";
+pub const B3_FLAGS: &str = "x-b3-flags";
+/// B3 single.
+pub const B3: &str = "b3";
+/// W3C Trace Context.
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+/// Envoy's request id; its 15th character carries Envoy's trace reason.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The `x-b3-*` header values of one request (the first of each name: "the first value wins").
+#[derive(Default, Debug, Clone, Copy)]
+pub struct MultiHeaders<'a> {
+    pub trace_id: Option<&'a [u8]>,
+    pub span_id: Option<&'a [u8]>,
+    pub parent_span_id: Option<&'a [u8]>,
+    pub sampled: Option<&'a [u8]>,
+    pub flags: Option<&'a [u8]>,
+}
+
+impl MultiHeaders<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.trace_id.is_none()
+            && self.span_id.is_none()
+            && self.parent_span_id.is_none()
+            && self.sampled.is_none()
+            && self.flags.is_none()
+    }
+
+    /// Whether header `name` (one of the `x-b3-*`) came with the request.
+    pub fn has(&self, name: &str) -> bool {
+        match name {
+            B3_TRACE_ID => self.trace_id.is_some(),
+            B3_SPAN_ID => self.span_id.is_some(),
+            B3_PARENT_SPAN_ID => self.parent_span_id.is_some(),
+            B3_SAMPLED => self.sampled.is_some(),
+            B3_FLAGS => self.flags.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// The trace headers of one request, as received (names matched case-insensitively).
+#[derive(Default, Debug, Clone)]
+pub struct TraceHeaders<'a> {
+    pub b3: MultiHeaders<'a>,
+    /// Some `x-b3-*` header came more than once (the first value wins; the rest are dropped).
+    pub b3_repeated: bool,
+    pub b3_single: Option<&'a [u8]>,
+    pub b3_single_repeated: bool,
+    pub traceparent: Option<&'a [u8]>,
+    pub traceparent_repeated: bool,
+    /// Every `tracestate` line, in order (several lines are one list).
+    pub tracestate: Vec<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
+}
+
+impl<'a> TraceHeaders<'a> {
+    pub fn collect<I>(headers: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut h = TraceHeaders::default();
+        fn first<'v>(slot: &mut Option<&'v [u8]>, v: &'v [u8], repeated: &mut bool) {
+            if slot.is_some() {
+                *repeated = true;
+            } else {
+                *slot = Some(v);
+            }
+        }
+        for (name, value) in headers {
+            // Dispatch on the length first: most headers of a request are none of ours.
+            // Envoy's header names are lower case already: the exact comparison is the fast path.
+            let is = |s: &str| name == s || name.eq_ignore_ascii_case(s);
+            match name.len() {
+                2 if is(B3) => first(&mut h.b3_single, value, &mut h.b3_single_repeated),
+                10 if is(B3_FLAGS) => first(&mut h.b3.flags, value, &mut h.b3_repeated),
+                10 if is(TRACESTATE) => h.tracestate.push(value),
+                11 if is(B3_SPAN_ID) => first(&mut h.b3.span_id, value, &mut h.b3_repeated),
+                11 if is(TRACEPARENT) => {
+                    first(&mut h.traceparent, value, &mut h.traceparent_repeated)
+                }
+                12 if is(B3_TRACE_ID) => first(&mut h.b3.trace_id, value, &mut h.b3_repeated),
+                12 if is(B3_SAMPLED) => first(&mut h.b3.sampled, value, &mut h.b3_repeated),
+                12 if is(REQUEST_ID) => h.request_id = Some(value),
+                17 if is(B3_PARENT_SPAN_ID) => {
+                    first(&mut h.b3.parent_span_id, value, &mut h.b3_repeated)
+                }
+                _ => {}
+            }
+        }
+        h
+    }
+
+    /// Whether the request came with header `name` (one of the trace headers).
+    pub fn has(&self, name: &str) -> bool {
+        match name {
+            B3 => self.b3_single.is_some(),
+            TRACEPARENT => self.traceparent.is_some(),
+            TRACESTATE => !self.tracestate.is_empty(),
+            _ => self.b3.has(name),
+        }
+    }
+
+    /// Envoy marks `x-request-id` (its 15th character) when a tracer sampled the request: on this
+    /// hop or an earlier one, so it hints that a tracer may run here; it proves nothing.
+    pub fn tracer_hint(&self) -> bool {
+        matches!(
+            self.request_id.and_then(|r| r.get(14)),
+            Some(b'9' | b'a' | b'b')
+        )
+    }
+}
+
+/// One request-header change: set `name` to `value`, or remove it (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    pub name: &'static str,
+    pub value: Option<String>,
+}
+
+impl Edit {
+    pub fn set(name: &'static str, value: String) -> Edit {
+        Edit {
+            name,
+            value: Some(value),
+        }
+    }
+
+    pub fn remove(name: &'static str) -> Edit {
+        Edit { name, value: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_the_first_of_each_and_notes_repeats() {
+        let h = TraceHeaders::collect([
+            ("X-B3-TraceId", &b"a"[..]),
+            ("x-b3-traceid", b"b"),
+            ("tracestate", b"x=1"),
+            ("tracestate", b"y=2"),
+            ("content-type", b"text/plain"),
+        ]);
+        assert_eq!(h.b3.trace_id, Some(&b"a"[..]));
+        assert!(h.b3_repeated);
+        assert_eq!(h.tracestate.len(), 2);
+        assert!(h.has(TRACESTATE) && h.has(B3_TRACE_ID) && !h.has(B3_SPAN_ID));
+    }
+
+    #[test]
+    fn request_id_hint() {
+        let h = TraceHeaders::collect([(REQUEST_ID, &b"83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d"[..])]);
+        assert!(h.tracer_hint());
+        let h = TraceHeaders::collect([(REQUEST_ID, &b"83733a38-4bd4-4cc2-8e5b-1d5f6b7a8c9d"[..])]);
+        assert!(!h.tracer_hint());
+        assert!(!TraceHeaders::collect([(REQUEST_ID, &b"short"[..])]).tracer_hint());
+    }
+}

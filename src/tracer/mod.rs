@@ -1,0 +1,79 @@
+//! Models of Envoy's tracers: what each does with a request's incoming trace headers, so the
+//! filter knows, before the response is sent, which trace the request ends up in on a hop where
+//! that tracer runs, and which headers the tracer writes upstream. Each tracer extracts before
+//! any HTTP filter runs, so only the headers as they arrived matter. One model per tracer, each
+//! measured (README "How it works with Envoy's tracer").
+
+pub mod zipkin;
+
+use crate::context::{Format, FormatSet};
+use crate::headers::TraceHeaders;
+
+/// An Envoy tracer a hop can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TracerKind {
+    /// `envoy.tracers.zipkin`; `reads_w3c` is its `USE_B3_WITH_W3C_PROPAGATION` option (it then
+    /// also joins and writes `traceparent`).
+    Zipkin { reads_w3c: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tracer continues this trace (the id as Envoy parsed it; may be 0 where Envoy accepts
+    /// an all-zero id).
+    Join(u128),
+    /// The tracer starts a new trace with an id this filter cannot know in time.
+    NewRoot,
+    /// The tracer makes no span and injects nothing: the filter's context is what flows.
+    NoSpan,
+}
+
+impl Outcome {
+    /// The joined trace id, or `None` (new root, no span, or Envoy's accepted all-zero).
+    pub fn trace_id(self) -> Option<u128> {
+        match self {
+            Outcome::Join(t) if t != 0 => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prediction {
+    pub outcome: Outcome,
+    /// The formats the router writes with the tracer's context (nothing when `NoSpan`).
+    pub writes: FormatSet,
+}
+
+impl TracerKind {
+    pub fn predict(self, h: &TraceHeaders) -> Prediction {
+        match self {
+            TracerKind::Zipkin { reads_w3c } => zipkin::predict(h, reads_w3c),
+        }
+    }
+
+    /// Headers of a format the tracer writes that it leaves as they came, stale beside its own.
+    pub fn leaves_stale(self, h: &TraceHeaders) -> Option<&'static str> {
+        match self {
+            TracerKind::Zipkin { .. } => zipkin::leaves_stale(h),
+        }
+    }
+
+    /// The tracer that replaced what this filter left, told apart by which formats changed.
+    pub fn from_replaced(replaced: FormatSet) -> Option<TracerKind> {
+        let b3 = replaced.contains(Format::B3Multi) || replaced.contains(Format::B3Single);
+        b3.then_some(TracerKind::Zipkin {
+            reads_w3c: replaced.contains(Format::W3c),
+        })
+    }
+
+    /// The name the plugin configuration uses for it.
+    pub fn setting(self) -> &'static str {
+        match self {
+            TracerKind::Zipkin { reads_w3c: false } => "\"tracer\": \"envoy\"",
+            TracerKind::Zipkin { reads_w3c: true } => {
+                "\"tracer\": \"envoy\", \"envoy_trace_context_option\": \"USE_B3_WITH_W3C_PROPAGATION\""
+            }
+        }
+    }
+}
