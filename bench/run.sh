@@ -6,7 +6,7 @@
 #   2. Requests/s and latency through a real Envoy (one worker, pinned to one core) driven by wrk
 #      (pinned to the other core), on a direct_response route, for:
 #        a router   the router alone
-#        b noop     a proxy-wasm Rust filter that does nothing (benches/noop): the physical limit
+#        b noop     a proxy-wasm Rust filter that does nothing (bench/noop): the physical limit
 #        c inject   trace-inject, no incoming context (a new trace: 6 request edits + x-trace-id)
 #        d propagate trace-inject, a valid B3 context (only traceparent added)
 #        e repair   trace-inject, a malformed B3 context (a new trace replaces it)
@@ -66,7 +66,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The headers of cases d and e, the same the native driver uses (benches/percall/src/main.rs).
+# The headers of cases d and e, the same the native driver uses (bench/percall/src/main.rs).
 TRACE_ID=463ac35c9f6413ad48485a3953bb6124
 SPAN_ID=a2fb4a1d1a96d312
 VALID_B3="x-b3-traceid: $TRACE_ID|x-b3-spanid: $SPAN_ID|x-b3-sampled: 1"
@@ -355,7 +355,7 @@ LOAD_AFTER="$(loadavg)"
     echo
     echo "## Instructions per request (pure path, native)"
     echo
-    echo "\`valgrind --tool=callgrind\` on benches/percall (release profile: opt-level s, LTO), $ITERATIONS"
+    echo "\`valgrind --tool=callgrind\` on bench/percall (release profile: opt-level s, LTO), $ITERATIONS"
     echo "iterations of TraceHeaders::collect + propagate::decide + response_trace_id over the headers"
     echo "Envoy hands the filter for the requests above, minus the same loop doing nothing, divided by $ITERATIONS."
     echo "Host calls (reading the header map, each edit) are not included."
