@@ -71,9 +71,11 @@ test-wasmplugin:
 
 # --- Fast and unbreakable: benchmark, instruction counts, size, fuzzing -----------------------
 # make bench   one run, side by side: Envoy (1 worker, core 0) + wrk (core 1) for the router, a
-#              no-op proxy-wasm filter, trace-inject (inject / propagate / repair) and a Lua
-#              filter; callgrind instructions per request; .wasm sizes -> bench/results.md
-#              (about 4 minutes: run it on an otherwise idle machine)
+#              no-op proxy-wasm filter, the job floor (bench/floor), trace-inject (inject, default
+#              config, propagate, repair, export), a Lua filter, and a tracer hop (Zipkin at 100 %)
+#              without and with trace-inject; callgrind instructions per request; .wasm sizes ->
+#              bench/results.md (about 7 minutes: run it on an otherwise idle machine). Knobs:
+#              ROUNDS=3 DURATION=10 CONFIGS="router noop floor ..." (see bench/run.sh)
 # make fuzz    tests/fuzz_parsers.rs with FUZZ_CASES (200000) cases per property
 #              (every parser and the decision invariants)
 NOOP_WASM  := dist/bench_noop.wasm
