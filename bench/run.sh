@@ -63,9 +63,6 @@ COLLECTOR_CPU="${COLLECTOR_CPU:-$WRK_CPU}"
 
 apt_install wrk valgrind curl util-linux
 scripts/install-envoy.sh
-for f in "$WASM" "$NOOP_WASM" "$FLOOR_WASM" "$PERCALL" "$DEVTOOLS"; do
-  [ -e "$f" ] || { echo "$f is missing: run 'make bench' (it builds it)" >&2; exit 1; }
-done
 for p in "$PORT" "$ADMIN_PORT" "$ZIPKIN_PORT" "$COLLECTOR_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "port $p is in use (set BENCH_PORT to another pair)" >&2; exit 1
@@ -124,6 +121,11 @@ declare -A PLUGIN=(
   [export]='{"tracer":"none","export":{"cluster":"zipkin","flush_interval_ms":100,"batch_size":1000,"buffer_limit":10000}}'
   [tracer-inject]='{"tracer":"envoy"}'
 )
+NEEDED=("$WASM" "$NOOP_WASM" "$FLOOR_WASM" "$PERCALL")
+for c in "${CONFIGS[@]}"; do [ -z "${TRACED[$c]:-}" ] || { NEEDED+=("$DEVTOOLS"); break; }; done
+for f in "${NEEDED[@]}"; do
+  [ -e "$f" ] || { echo "$f is missing: run 'make bench' (it builds it)" >&2; exit 1; }
+done
 # The rows of trace-inject, and the row each is held to (goal: >= 0.95x it).
 TI_ROWS=(inject default propagate repair export tracer-inject)
 declare -A GOAL_REF=([inject]=floor [default]=floor [propagate]=floor [repair]=floor [export]=floor
