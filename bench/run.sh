@@ -277,7 +277,7 @@ check() { # NAME
   if [ -n "$fail" ]; then echo "check of $name failed: $fail" >&2; echo "$resp" >&2; exit 1; fi
 }
 
-declare -A RPS=() P50=() P99=()
+declare -A RPS=() P50=() P99=() CPU=()
 NOISE=() STEAL=() ERRORS=()
 measure() { # NAME ROUND
   local name="$1" round="$2" cfg log wrk_out; local -a args=()
@@ -322,16 +322,19 @@ measure() { # NAME ROUND
     echo "$failed of $total requests failed during $name round $round:" >&2
     cat "$wrk_out" >&2; tail -20 "$log" >&2; exit 1
   fi
-  local rps p50 p99 noise steal
+  local rps p50 p99 noise steal cpu
   rps="$(field rps)"; p50="$(field p50_us)"; p99="$(field p99_us)"
+  # Envoy's CPU time per request (all its threads): less sensitive to other processes than
+  # requests/s, which drops with every time slice they take from Envoy's core.
+  cpu="$(awk -v e="$((e1 - e0))" -v n="$total" -v hz="$HZ" 'BEGIN{printf "%.2f", (n > 0 ? e / hz * 1e6 / n : 0)}')"
   # CPU that neither Envoy, wrk nor the collector used during the run, as a % of one core: the
   # other processes.
   noise="$(awk -v b="$((b1 - b0 - (c1 - c0)))" -v e="$((e1 - e0))" -v w="$wrk_j" -v t0="$t0" -v t1="$t1" -v hz="$HZ" \
     'BEGIN{x=(b-e-w)/hz/(t1-t0)*100; if (x<0) x=0; printf "%.1f", x}')"
   steal="$(awk -v s="$((s1 - s0))" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN{printf "%.1f", s/hz/(t1-t0)*100}')"
-  M_RPS="$rps" M_P50="$p50" M_P99="$p99" M_NOISE="$noise" M_STEAL="$steal" M_FAILED="$failed"
-  printf '  round %s  %-38s %9.0f req/s  p50 %7.1f µs  p99 %7.1f µs  (other processes %s%%, steal %s%% of a core; %s failed)\n' \
-    "$round" "${LABEL[$name]}" "$rps" "$p50" "$p99" "$noise" "$steal" "$failed" >&2
+  M_RPS="$rps" M_P50="$p50" M_P99="$p99" M_CPU="$cpu" M_NOISE="$noise" M_STEAL="$steal" M_FAILED="$failed"
+  printf '  round %s  %-38s %9.0f req/s  p50 %7.1f µs  p99 %7.1f µs  Envoy CPU %5.1f µs/req  (other processes %s%%, steal %s%% of a core; %s failed)\n' \
+    "$round" "${LABEL[$name]}" "$rps" "$p50" "$p99" "$cpu" "$noise" "$steal" "$failed" >&2
 }
 
 # A measurement during which other processes took more than NOISE_LIMIT % of a core (the machine
@@ -347,7 +350,7 @@ measure_quiet() { # NAME ROUND
     sleep 3
     measure "$1" "$2"
   done
-  RPS[$1]+="$M_RPS "; P50[$1]+="$M_P50 "; P99[$1]+="$M_P99 "
+  RPS[$1]+="$M_RPS "; P50[$1]+="$M_P50 "; P99[$1]+="$M_P99 "; CPU[$1]+="$M_CPU "
   NOISE+=("$M_NOISE"); STEAL+=("$M_STEAL"); ERRORS+=("$M_FAILED")
 }
 
@@ -365,18 +368,18 @@ if [ -z "${SKIP_HTTP:-}" ]; then
   # Each row against the references; "nan" when a reference was not measured (not in CONFIGS).
   # The tracer-hop rows are compared with the router alone and with router + tracer only: the
   # tracer's own work (a span per request, posted) is not what the floor and the no-op measure.
-  HTTP_TABLE="| configuration | requests/s (median) | rounds | p50 µs | p99 µs | × job floor (h) | × no-op (b) | × router (a) | × router + tracer (i0) | best round: × best of its reference (h; i0 for i) |
-| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  HTTP_TABLE="| configuration | requests/s (median) | rounds | p50 µs | p99 µs | Envoy CPU µs/request | × job floor (h) | × no-op (b) | × router (a) | × router + tracer (i0) | best round: × best of its reference (h; i0 for i) |
+| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for name in "${CONFIGS[@]}"; do
     ref=floor; [ -z "${TRACED[$name]:-}" ] || ref=tracer
     rounds="$(tr ' ' '\n' <<<"${RPS[$name]}" | grep . | awk '{printf "%s%.1fk", (NR>1?" / ":""), $1/1000}')"
     HTTP_TABLE+="
 $(awk -v l="${LABEL[$name]}" -v r="$(med "${RPS[$name]}")" -v rr="$rounds" -v p50="$(med "${P50[$name]}")" \
-      -v p99="$(med "${P99[$name]}")" -v traced="${TRACED[$name]:-}" \
+      -v p99="$(med "${P99[$name]}")" -v cpu="$(med "${CPU[$name]}")" -v traced="${TRACED[$name]:-}" \
       -v h="$(med "${RPS[floor]:-}")" -v b="$(med "${RPS[noop]:-}")" -v a="$(med "${RPS[router]:-}")" \
       -v i0="$(med "${RPS[tracer]:-}")" -v x="$(best "${RPS[$name]}")" -v xr="$(best "${RPS[$ref]:-}")" \
       'function ratio(x, y) { return (y == "" || y == "nan" || y + 0 == 0) ? "n/a" : sprintf("%.3f", x / y) }
-       BEGIN{printf "| %s | %.0f | %s | %.0f | %.0f | %s | %s | %s | %s | %s |", l, r, rr, p50, p99,
+       BEGIN{printf "| %s | %.0f | %s | %.0f | %.0f | %.1f | %s | %s | %s | %s | %s |", l, r, rr, p50, p99, cpu,
          traced ? "—" : ratio(r, h), traced ? "—" : ratio(r, b), ratio(r, a),
          traced ? ratio(r, i0) : "—", ratio(x, xr)}')"
   done
@@ -433,7 +436,9 @@ LOAD_AFTER="$(loadavg)"
     echo "\`taskset -c $WRK_CPU wrk -t1 -c$CONNECTIONS -d${DURATION}s -s bench/wrk-report.lua\` (after a ${WARMUP} s"
     echo "warm-up) on a \`direct_response\` route; $ROUNDS rounds, configurations interleaved; medians of the"
     echo "rounds (the last column compares each configuration's best round with its reference's best"
-    echo "round: interference only ever slows a run down)."
+    echo "round: interference only ever slows a run down). Envoy CPU µs/request: the CPU time of all"
+    echo "Envoy's threads during the run over the requests served (median of the rounds); it moves less"
+    echo "than requests/s when other processes take time from Envoy's core."
     echo "(h) is bench/floor: it reads the request header map once, adds the four context headers and"
     echo "looks up, then adds \`x-trace-id\`, with no logic: the limit for any proxy-wasm filter doing this job."
     echo "(d) sends a valid B3 context (\`x-b3-traceid: $TRACE_ID\`, \`x-b3-spanid\`, \`x-b3-sampled: 1\`);"
