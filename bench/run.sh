@@ -65,7 +65,7 @@ apt_install wrk valgrind curl util-linux
 scripts/install-envoy.sh
 for p in "$PORT" "$ADMIN_PORT" "$ZIPKIN_PORT" "$COLLECTOR_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is in use (set BENCH_PORT to another pair)" >&2; exit 1
+    echo "port $p is in use (set BENCH_PORT: it and the 3 ports after it must be free)" >&2; exit 1
   fi
 done
 
