@@ -71,20 +71,26 @@ test-wasmplugin:
 
 # --- Fast and unbreakable: benchmark, instruction counts, size, fuzzing -----------------------
 # make bench   one run, side by side: Envoy (1 worker, core 0) + wrk (core 1) for the router, a
-#              no-op proxy-wasm filter, trace-inject (inject / propagate / repair) and a Lua
-#              filter; callgrind instructions per request; .wasm sizes -> bench/results.md
-#              (about 4 minutes: run it on an otherwise idle machine)
+#              no-op proxy-wasm filter, the job floor (bench/floor), trace-inject (inject, default
+#              config, propagate, repair, export), a Lua filter, and a tracer hop (Zipkin at 100 %)
+#              without and with trace-inject; callgrind instructions per request; .wasm sizes ->
+#              bench/results.md (about 7 minutes: run it on an otherwise idle machine). Knobs:
+#              ROUNDS=3 DURATION=10 CONFIGS="router noop floor ..." (see bench/run.sh)
 # make fuzz    tests/fuzz_parsers.rs with FUZZ_CASES (200000) cases per property
 #              (every parser and the decision invariants)
 NOOP_WASM  := dist/bench_noop.wasm
+FLOOR_WASM := dist/bench_floor.wasm
 FUZZ_CASES ?= 200000
 .PHONY: bench fuzz
-$(NOOP_WASM): Cargo.toml Cargo.lock $(wildcard benches/noop/Cargo.toml benches/noop/src/*.rs) scripts/build-wasm.sh
+$(NOOP_WASM): Cargo.toml Cargo.lock $(wildcard bench/noop/Cargo.toml bench/noop/src/*.rs) scripts/build-wasm.sh
 	scripts/build-wasm.sh trace-inject-bench-noop $(NOOP_WASM)
 
-bench: build envoy $(NOOP_WASM)
+$(FLOOR_WASM): Cargo.toml Cargo.lock $(wildcard bench/floor/Cargo.toml bench/floor/src/*.rs) scripts/build-wasm.sh
+	scripts/build-wasm.sh trace-inject-bench-floor $(FLOOR_WASM)
+
+bench: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM)
 	cargo build -q --locked --release -p trace-inject-percall
-	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) bench/run.sh
+	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) FLOOR_WASM=$(FLOOR_WASM) bench/run.sh
 
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# fmt and clippy (-D warnings) on the workspace, natively and, for the filter, as wasm32-wasip1
-# (filter.rs and host.rs exist only there).
+# fmt and clippy (-D warnings) on the workspace, natively and, for the filter and the bench
+# filters, as wasm32-wasip1 (filter.rs, host.rs and bench/noop, bench/floor exist only there).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 for c in rustfmt clippy; do
@@ -10,6 +10,8 @@ cargo fmt --all -- --check
 cargo clippy -q --locked --workspace --all-targets -- -D warnings
 if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   cargo clippy -q --locked -p trace-inject --lib --target wasm32-wasip1 -- -D warnings
+  cargo clippy -q --locked -p trace-inject-bench-noop -p trace-inject-bench-floor --lib \
+    --target wasm32-wasip1 -- -D warnings
 else
   # Route B (Debian's toolchain) has no clippy; the native run still covers the pure modules.
   echo "NOTE: no rustup wasm32-wasip1 target: clippy of filter.rs/host.rs not run" >&2
