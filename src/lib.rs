@@ -4,6 +4,7 @@
 //! natively; `filter` adapts it to proxy-wasm and is compiled for wasm32 only.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod authority;
 pub mod b3;
 pub mod config;
 pub mod context;
