@@ -82,11 +82,12 @@ impl FinishedSpan {
         }
     }
 
-    /// Bytes this span holds in memory (the struct and its strings' heap buffers): what
-    /// `SpanBuffer` counts against `buffer_bytes`.
+    /// Bytes this span holds in memory (its slot in the buffer and its strings' heap buffers):
+    /// what `SpanBuffer` counts against `buffer_bytes`. The deque's spare capacity (at most as
+    /// many slots again) is not counted.
     pub fn memory_bytes(&self) -> usize {
         let heap = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        std::mem::size_of::<FinishedSpan>()
+        std::mem::size_of::<(FinishedSpan, usize)>()
             + heap(&self.method)
             + heap(&self.path)
             + heap(&self.authority)
@@ -155,8 +156,16 @@ impl SpanBuffer {
     /// Takes up to `n` of the oldest spans.
     pub fn take(&mut self, n: usize) -> Vec<FinishedSpan> {
         let n = n.min(self.spans.len());
-        let batch: Vec<FinishedSpan> = self.spans.drain(..n).map(|(s, _)| s).collect();
-        self.bytes = self.spans.iter().map(|(_, b)| b).sum();
+        let mut taken = 0;
+        let batch: Vec<FinishedSpan> = self
+            .spans
+            .drain(..n)
+            .map(|(s, b)| {
+                taken += b;
+                s
+            })
+            .collect();
+        self.bytes -= taken;
         batch
     }
 }
