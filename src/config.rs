@@ -34,33 +34,162 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportConfig {
+    /// What the spans are posted as: Zipkin v2 JSON (the default) or OTLP/HTTP JSON.
+    pub protocol: ExportProtocol,
     /// The Envoy cluster of the collector (Istio: `outbound|9411||jaeger-collector.istio-system.svc.cluster.local`).
     pub cluster: String,
-    pub path: String,
-    /// `:authority` of the export requests; default: the cluster name.
+    /// Default: the protocol's (`ExportProtocol::default_path`).
+    pub path: Option<String>,
+    /// `:authority` of the export requests; default: the host of an Istio cluster name
+    /// (`outbound|PORT|SUBSET|HOST` → `HOST`, as Istio sets its own tracers'), else the cluster
+    /// name. Must be a valid Host header: Go servers answer 400 otherwise.
     pub authority: Option<String>,
-    /// `localEndpoint.serviceName`; default: the resolved workload's service.
+    /// `localEndpoint.serviceName` / `service.name`; default: the resolved workload's service.
     pub service_name: Option<String>,
     /// Spans per POST.
     pub batch_size: usize,
     pub flush_interval_ms: u64,
     /// Spans held per worker while the collector is slow or down; the oldest go first.
     pub buffer_limit: usize,
+    /// Bytes of spans held per worker (as `SpanBuffer` counts them); the oldest go first.
+    pub buffer_bytes: usize,
     pub timeout_ms: u64,
 }
 
 impl Default for ExportConfig {
     fn default() -> Self {
         ExportConfig {
+            protocol: ExportProtocol::Zipkin,
             cluster: String::new(),
-            path: "/api/v2/spans".to_string(),
+            path: None,
             authority: None,
             service_name: None,
             batch_size: 100,
             flush_interval_ms: 1000,
             buffer_limit: 1000,
+            buffer_bytes: 1 << 20,
             timeout_ms: 2000,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportProtocol {
+    /// Zipkin v2 JSON, `POST /api/v2/spans` (Jaeger, Zipkin, the OTel Collector's zipkin receiver).
+    Zipkin,
+    /// OTLP/HTTP with the JSON encoding, `POST /v1/traces` (the OTel Collector, Tempo, Jaeger 1.35+).
+    Otlp,
+}
+
+impl ExportProtocol {
+    pub fn default_path(self) -> &'static str {
+        match self {
+            ExportProtocol::Zipkin => "/api/v2/spans",
+            ExportProtocol::Otlp => "/v1/traces",
+        }
+    }
+
+    /// Both are JSON (OTLP/HTTP requires this content type for its JSON encoding).
+    pub fn content_type(self) -> &'static str {
+        "application/json"
+    }
+}
+
+/// Byte range of `export.buffer_bytes`: at least a few hundred bounded spans, at most 256 MiB.
+pub const BUFFER_BYTES_RANGE: (u64, u64) = (16 << 10, 256 << 20);
+
+impl ExportConfig {
+    /// The request path: `path`, or the protocol's default.
+    pub fn resolved_path(&self) -> &str {
+        self.path
+            .as_deref()
+            .unwrap_or_else(|| self.protocol.default_path())
+    }
+
+    /// The `:authority` of export requests: `authority`, or the host `cluster` stands for
+    /// (`authority::from_cluster`). Valid once `Config::parse` accepted the configuration.
+    pub fn resolved_authority(&self) -> &str {
+        match &self.authority {
+            Some(a) => a,
+            None => crate::authority::from_cluster(&self.cluster),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.trim().is_empty() {
+            return Err(err(
+                "export.cluster",
+                "is required: the Envoy cluster of the collector",
+            ));
+        }
+        if let Some(p) = &self.path {
+            if !p.starts_with('/') || p.len() > 1024 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(
+                    "export.path",
+                    format!("{p:?} must start with '/' and hold only visible ASCII (at most 1024 bytes)"),
+                ));
+            }
+        }
+        match &self.authority {
+            Some(a) if !crate::authority::is_valid_host_header(a) => {
+                return Err(err(
+                    "export.authority",
+                    format!(
+                        "{a:?} is not a valid Host header: a host name or IP literal, optionally with :port (RFC 3986 §3.2.2); leave it out to derive it from the cluster"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                let derived = self.resolved_authority();
+                if !crate::authority::is_valid_host_header(derived) {
+                    return Err(err(
+                        "export.authority",
+                        format!(
+                            "is required: the cluster name {derived:?} is not a valid Host header (a collector written in Go answers 400 Bad Request); set it to the collector's host name"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self
+            .service_name
+            .as_deref()
+            .is_some_and(|a| a.trim().is_empty())
+        {
+            return Err(err(
+                "export.service_name",
+                "must not be empty (leave it out for the workload's service)",
+            ));
+        }
+        for (field, v, lo, hi) in [
+            ("export.batch_size", self.batch_size as u64, 1, 10_000),
+            (
+                "export.flush_interval_ms",
+                self.flush_interval_ms,
+                10,
+                600_000,
+            ),
+            (
+                "export.buffer_limit",
+                self.buffer_limit as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "export.buffer_bytes",
+                self.buffer_bytes as u64,
+                BUFFER_BYTES_RANGE.0,
+                BUFFER_BYTES_RANGE.1,
+            ),
+            ("export.timeout_ms", self.timeout_ms, 10, 600_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(err(field, format!("must be between {lo} and {hi}")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -201,40 +330,7 @@ impl Config {
             }
         }
         if let Some(e) = &self.export {
-            if e.cluster.trim().is_empty() {
-                return Err(err(
-                    "export.cluster",
-                    "is required: the Envoy cluster of the collector",
-                ));
-            }
-            if !e.path.starts_with('/') {
-                return Err(err("export.path", "must start with '/'"));
-            }
-            if e.authority.as_deref().is_some_and(|a| a.trim().is_empty()) {
-                return Err(err(
-                    "export.authority",
-                    "must not be empty (leave it out for the cluster name)",
-                ));
-            }
-            if e.service_name
-                .as_deref()
-                .is_some_and(|a| a.trim().is_empty())
-            {
-                return Err(err(
-                    "export.service_name",
-                    "must not be empty (leave it out for the workload's service)",
-                ));
-            }
-            for (field, v, lo, hi) in [
-                ("export.batch_size", e.batch_size as u64, 1, 10_000),
-                ("export.flush_interval_ms", e.flush_interval_ms, 10, 600_000),
-                ("export.buffer_limit", e.buffer_limit as u64, 1, 1_000_000),
-                ("export.timeout_ms", e.timeout_ms, 10, 600_000),
-            ] {
-                if !(lo..=hi).contains(&v) {
-                    return Err(err(field, format!("must be between {lo} and {hi}")));
-                }
-            }
+            e.validate()?;
             if self.tracer == TracerMode::Envoy {
                 return Err(err(
                     "export",
@@ -479,9 +575,16 @@ mod tests {
         let c = Config::parse(br#"{"export": {"cluster": "zipkin"}}"#).unwrap();
         let e = c.export.unwrap();
         assert_eq!(
-            (e.path.as_str(), e.batch_size, e.buffer_limit),
-            ("/api/v2/spans", 100, 1000)
+            (
+                e.resolved_path(),
+                e.batch_size,
+                e.buffer_limit,
+                e.buffer_bytes
+            ),
+            ("/api/v2/spans", 100, 1000, 1 << 20)
         );
+        assert_eq!(e.protocol, ExportProtocol::Zipkin);
+        assert_eq!(e.resolved_authority(), "zipkin");
         assert_eq!(Config::parse(br#"{"export": null}"#).unwrap().export, None);
         assert_eq!(refused(r#"{"export": {}}"#).field, "export.cluster");
         assert_eq!(
@@ -503,6 +606,78 @@ mod tests {
         let e = refused(r#"{"tracer": "envoy", "export": {"cluster": "z"}}"#);
         assert_eq!(e.field, "export");
         assert!(e.reason.contains("Envoy's tracer"), "{e}");
+    }
+
+    #[test]
+    fn export_protocol_and_path() {
+        let otlp = |extra: &str| {
+            Config::parse(
+                format!(r#"{{"export": {{"cluster": "otel", "protocol": "otlp"{extra}}}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+            .export
+            .unwrap()
+        };
+        assert_eq!(otlp("").protocol, ExportProtocol::Otlp);
+        assert_eq!(otlp("").resolved_path(), "/v1/traces");
+        assert_eq!(
+            otlp(r#", "path": "/otlp/v1/traces""#).resolved_path(),
+            "/otlp/v1/traces"
+        );
+        let e = refused(r#"{"export": {"cluster": "z", "protocol": "jaeger"}}"#);
+        assert_eq!(e.field, "export.protocol");
+        assert!(e.reason.contains("unknown variant `jaeger`"), "{e}");
+        for bad in [r#""a b""#, r#""/a b""#, r#""/\u00e9""#] {
+            let e = refused(&format!(
+                r#"{{"export": {{"cluster": "z", "path": {bad}}}}}"#
+            ));
+            assert_eq!(e.field, "export.path", "{bad}");
+        }
+    }
+
+    #[test]
+    fn export_authority_is_a_host_a_go_server_accepts() {
+        let parse = |export: &str| {
+            Config::parse(format!(r#"{{"export": {export}}}"#).as_bytes())
+                .map(|c| c.export.unwrap().resolved_authority().to_string())
+        };
+        let host = "jaeger-collector.istio-system.svc.cluster.local";
+        assert_eq!(
+            parse(&format!(r#"{{"cluster": "outbound|9411||{host}"}}"#)).unwrap(),
+            host,
+            "Istio's cluster name gives the service host, as Istio's own collector_hostname"
+        );
+        assert_eq!(parse(r#"{"cluster": "zipkin"}"#).unwrap(), "zipkin");
+        assert_eq!(
+            parse(r#"{"cluster": "outbound|9411||x", "authority": "collector:9411"}"#).unwrap(),
+            "collector:9411",
+            "an explicit authority wins"
+        );
+        let e = parse(r#"{"cluster": "my|collector"}"#).unwrap_err();
+        assert_eq!(e.field, "export.authority");
+        assert!(
+            e.reason.contains("is required") && e.reason.contains("my|collector"),
+            "{e}"
+        );
+        for bad in ["outbound|9411||x", "a b", "host:99999", "", " "] {
+            let e = parse(&format!(r#"{{"cluster": "z", "authority": "{bad}"}}"#)).unwrap_err();
+            assert_eq!(e.field, "export.authority", "{bad:?}");
+            assert!(e.reason.contains("not a valid Host header"), "{e}");
+        }
+    }
+
+    #[test]
+    fn export_buffer_bytes_range() {
+        let c = Config::parse(br#"{"export": {"cluster": "z", "buffer_bytes": 65536}}"#).unwrap();
+        assert_eq!(c.export.unwrap().buffer_bytes, 65536);
+        for bad in ["0", "1024", "1073741824"] {
+            let e = refused(&format!(
+                r#"{{"export": {{"cluster": "z", "buffer_bytes": {bad}}}}}"#
+            ));
+            assert_eq!(e.field, "export.buffer_bytes", "{bad}");
+            assert!(e.reason.contains("between 16384 and 268435456"), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! host; `filter` is the thin proxy-wasm glue, compiled for wasm32 only.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod authority;
 pub mod b3;
 pub mod config;
 pub mod context;

@@ -1,49 +1,142 @@
-//! The filter's own spans (when `export` is on): what one finished span holds, the bounded
-//! per-worker buffer they wait in, and the Zipkin v2 JSON they are posted as.
+//! The filter's own spans (when `export` is on): what one finished span holds, the per-worker
+//! buffer they wait in (bounded in spans and in bytes), and the two bodies they are posted as:
+//! Zipkin v2 JSON and OTLP/HTTP JSON. Both encoders read the same `FinishedSpan`.
 
 use std::collections::VecDeque;
 
+use crate::context::{Sampling, TraceContext};
 use crate::ids::{SpanId, TraceId};
-use crate::log_record::push_json_str;
+use crate::log_record::{loggable_path, push_json_str};
+use crate::workload::{NodeInfo, Workload, UNKNOWN};
+
+/// Longest request path kept, in bytes (query string already removed): Envoy's default
+/// `max_path_tag_length` for its own tracers' `http.url`.
+pub const MAX_PATH_BYTES: usize = 256;
+/// Longest `:authority` kept: a DNS name (253) with most ports.
+pub const MAX_AUTHORITY_BYTES: usize = 256;
+/// Longest method kept: every IANA-registered method fits (the longest, `UPDATEREDIRECTREF`, is 17).
+pub const MAX_METHOD_BYTES: usize = 20;
+/// Longest upstream cluster name kept (operator-chosen, bounded all the same).
+pub const MAX_CLUSTER_BYTES: usize = 256;
+
+/// `s` cut to at most `max` bytes, at a UTF-8 character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// What the adapter knows about the request when it finishes; `FinishedSpan::new` bounds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpFields<'a> {
+    /// `:method`, `:path` (the query is dropped here), `:authority`, as the client sent them.
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub authority: Option<&'a str>,
+    /// Envoy's `response.code`.
+    pub status: Option<u64>,
+    /// Envoy's `xds.cluster_name`.
+    pub upstream_cluster: Option<&'a str>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedSpan {
     pub trace_id: TraceId,
     pub id: SpanId,
     pub parent_id: Option<SpanId>,
-    pub name: String,
-    /// Microseconds since the epoch, and microseconds long (Zipkin's units).
-    pub timestamp_us: u64,
-    pub duration_us: u64,
+    /// Nanoseconds since the epoch.
+    pub start_ns: u64,
+    pub end_ns: u64,
     pub debug: bool,
-    /// This request's tags; those every span of the worker shares are given to `zipkin_json`.
-    pub tags: Vec<(&'static str, String)>,
+    /// Client-controlled strings, each cut to its `MAX_*_BYTES`.
+    pub method: Option<String>,
+    /// Without query string or fragment.
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub status: Option<u16>,
+    pub upstream_cluster: Option<String>,
 }
 
-/// Spans waiting for the next flush. Past `limit` the oldest is dropped (and counted): memory is
-/// bounded whatever the collector does.
-#[derive(Debug)]
-pub struct SpanBuffer {
-    spans: VecDeque<FinishedSpan>,
-    limit: usize,
-}
-
-impl SpanBuffer {
-    pub fn new(limit: usize) -> SpanBuffer {
-        SpanBuffer {
-            spans: VecDeque::new(),
-            limit: limit.max(1),
+impl FinishedSpan {
+    /// The filter's SERVER span for a request: `context` is the one the request left with (its
+    /// span id is this span's, its parent the caller's). Every string is bounded here.
+    pub fn new(context: &TraceContext, start_ns: u64, end_ns: u64, http: HttpFields) -> Self {
+        let own = |s: Option<&str>, max: usize| s.map(|s| truncate_utf8(s, max).to_string());
+        FinishedSpan {
+            trace_id: context.trace_id,
+            id: context.span_id,
+            parent_id: context.parent_span_id,
+            start_ns,
+            end_ns: end_ns.max(start_ns),
+            debug: context.sampling == Sampling::Debug,
+            method: own(http.method, MAX_METHOD_BYTES),
+            path: own(http.path.map(|p| loggable_path(p, false)), MAX_PATH_BYTES),
+            authority: own(http.authority, MAX_AUTHORITY_BYTES),
+            status: http.status.and_then(|s| u16::try_from(s).ok()),
+            upstream_cluster: own(http.upstream_cluster, MAX_CLUSTER_BYTES),
         }
     }
 
-    /// Adds a span; returns how many old ones were dropped to make room (0 or 1).
+    /// Bytes this span holds in memory (its slot in the buffer and its strings' heap buffers):
+    /// what `SpanBuffer` counts against `buffer_bytes`. The deque's spare capacity (at most as
+    /// many slots again) is not counted.
+    pub fn memory_bytes(&self) -> usize {
+        let heap = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<(FinishedSpan, usize)>()
+            + heap(&self.method)
+            + heap(&self.path)
+            + heap(&self.authority)
+            + heap(&self.upstream_cluster)
+    }
+
+    fn is_error(&self) -> bool {
+        self.status.is_some_and(|s| s >= 500)
+    }
+}
+
+/// Spans waiting for the next flush, bounded by count and by bytes: past either bound the oldest
+/// are dropped (and counted), whatever the collector does.
+#[derive(Debug)]
+pub struct SpanBuffer {
+    spans: VecDeque<(FinishedSpan, usize)>,
+    limit: usize,
+    max_bytes: usize,
+    bytes: usize,
+}
+
+impl SpanBuffer {
+    /// At most `limit` spans and `max_bytes` bytes (`FinishedSpan::memory_bytes`).
+    pub fn new(limit: usize, max_bytes: usize) -> SpanBuffer {
+        SpanBuffer {
+            spans: VecDeque::new(),
+            limit: limit.max(1),
+            max_bytes,
+            bytes: 0,
+        }
+    }
+
+    /// Adds a span; returns how many spans were dropped to keep both bounds: old ones, or this
+    /// one if it alone exceeds `max_bytes`.
     pub fn push(&mut self, span: FinishedSpan) -> u64 {
+        let size = span.memory_bytes();
+        if size > self.max_bytes {
+            return 1;
+        }
         let mut dropped = 0;
-        while self.spans.len() >= self.limit {
-            self.spans.pop_front();
+        while self.spans.len() >= self.limit || self.bytes + size > self.max_bytes {
+            let Some((_, old)) = self.spans.pop_front() else {
+                break;
+            };
+            self.bytes -= old;
             dropped += 1;
         }
-        self.spans.push_back(span);
+        self.spans.push_back((span, size));
+        self.bytes += size;
         dropped
     }
 
@@ -55,15 +148,31 @@ impl SpanBuffer {
         self.spans.is_empty()
     }
 
+    /// Bytes held, as counted against `max_bytes`.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Takes up to `n` of the oldest spans.
     pub fn take(&mut self, n: usize) -> Vec<FinishedSpan> {
         let n = n.min(self.spans.len());
-        self.spans.drain(..n).collect()
+        let mut taken = 0;
+        let batch: Vec<FinishedSpan> = self
+            .spans
+            .drain(..n)
+            .map(|(s, b)| {
+                taken += b;
+                s
+            })
+            .collect();
+        self.bytes -= taken;
+        batch
     }
 }
 
 /// A Zipkin v2 JSON array (`POST /api/v2/spans`), every span a SERVER span of `service`, with
-/// `common` tags (the workload) added to each.
+/// `common` tags (the workload) added to each. Tags: `http.method`, `http.path`,
+/// `http.status_code`, `error` (5xx), `upstream_cluster`; name: the request's authority.
 pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(512 * spans.len() + 2);
     out.push('[');
@@ -72,28 +181,40 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
             out.push(',');
         }
         out.push_str("{\"traceId\":\"");
-        out.push_str(&s.trace_id.to_b3());
+        s.trace_id.push_b3(&mut out);
         out.push_str("\",\"id\":\"");
-        out.push_str(&s.id.to_hex());
+        s.id.push_hex(&mut out);
         out.push('"');
         if let Some(p) = s.parent_id {
             out.push_str(",\"parentId\":\"");
-            out.push_str(&p.to_hex());
+            p.push_hex(&mut out);
             out.push('"');
         }
         out.push_str(",\"kind\":\"SERVER\",\"name\":");
-        push_json_str(&mut out, &s.name);
+        push_json_str(&mut out, s.authority.as_deref().unwrap_or("-"));
         out.push_str(",\"timestamp\":");
-        out.push_str(&s.timestamp_us.to_string());
+        out.push_str(&(s.start_ns / 1000).to_string());
         out.push_str(",\"duration\":");
-        out.push_str(&s.duration_us.max(1).to_string());
+        out.push_str(
+            &(s.end_ns.saturating_sub(s.start_ns) / 1000)
+                .max(1)
+                .to_string(),
+        );
         if s.debug {
             out.push_str(",\"debug\":true");
         }
         out.push_str(",\"localEndpoint\":{\"serviceName\":");
         push_json_str(&mut out, service);
         out.push_str("},\"tags\":{");
-        let tags = s.tags.iter().map(|(k, v)| (*k, v.as_str()));
+        let status = s.status.map(|c| c.to_string());
+        let own = [
+            ("http.method", s.method.as_deref()),
+            ("http.path", s.path.as_deref()),
+            ("http.status_code", status.as_deref()),
+            ("error", status.as_deref().filter(|_| s.is_error())),
+            ("upstream_cluster", s.upstream_cluster.as_deref()),
+        ];
+        let tags = own.into_iter().filter_map(|(k, v)| Some((k, v?)));
         for (j, (k, v)) in tags.chain(common.iter().copied()).enumerate() {
             if j > 0 {
                 out.push(',');
@@ -108,21 +229,205 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
     out
 }
 
+/// The OTLP `Resource` of every span a worker exports, encoded once at configure: the workload
+/// by the OpenTelemetry semantic conventions, each attribute only where it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpResource {
+    attributes: Vec<(&'static str, String)>,
+    /// `{"attributes":[...]}`, copied into every body.
+    json: String,
+}
+
+impl OtlpResource {
+    /// `service.name` (the exported service name), `service.namespace` and `k8s.namespace.name`
+    /// (the namespace), `service.version`, and `k8s.pod.name` when the pod name came from Istio's
+    /// node metadata (`NAME`) or the configuration, not from the `node.id` fallback.
+    pub fn new(service_name: &str, workload: &Workload, node: &NodeInfo) -> OtlpResource {
+        let known = |v: &str| (v != UNKNOWN).then(|| v.to_string());
+        let pod_is_k8s = node.node_id.as_deref() != Some(workload.pod.as_str());
+        let candidates = [
+            ("service.name", Some(service_name.to_string())),
+            ("service.namespace", known(&workload.namespace)),
+            ("service.version", known(&workload.version)),
+            ("k8s.namespace.name", known(&workload.namespace)),
+            ("k8s.pod.name", known(&workload.pod).filter(|_| pod_is_k8s)),
+        ];
+        let attributes: Vec<(&'static str, String)> = candidates
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        let mut json = String::from("{\"attributes\":[");
+        for (i, (k, v)) in attributes.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            push_attr_str(&mut json, k, v);
+        }
+        json.push_str("]}");
+        OtlpResource { attributes, json }
+    }
+
+    pub fn attributes(&self) -> &[(&'static str, String)] {
+        &self.attributes
+    }
+}
+
+/// The instrumentation scope of the exported spans.
+pub const OTLP_SCOPE: &str = "trace-inject";
+
+/// HTTP methods the semantic conventions know; others are reported as `_OTHER`.
+const KNOWN_METHODS: [&str; 9] = [
+    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+];
+
+/// An OTLP/HTTP JSON `ExportTraceServiceRequest` (`POST /v1/traces`, `application/json`), per
+/// the OTLP specification's JSON encoding: ids as hex strings (32 and 16 digits), enums as
+/// integers, 64-bit integers as decimal strings, lowerCamelCase keys. Each span is a SERVER span
+/// (`kind` 2) named by its method, with the HTTP semantic-convention attributes
+/// `http.request.method` (+ `http.request.method_original` for `_OTHER`), `url.path`,
+/// `server.address`, `server.port`, `http.response.status_code`, plus `upstream_cluster`
+/// (as Envoy's tracers name it); status ERROR (2) on 5xx, unset otherwise.
+pub fn otlp_json(spans: &[FinishedSpan], resource: &OtlpResource) -> String {
+    let mut out = String::with_capacity(600 * spans.len() + resource.json.len() + 128);
+    out.push_str("{\"resourceSpans\":[{\"resource\":");
+    out.push_str(&resource.json);
+    out.push_str(",\"scopeSpans\":[{\"scope\":{\"name\":\"");
+    out.push_str(OTLP_SCOPE);
+    out.push_str("\",\"version\":\"");
+    out.push_str(env!("CARGO_PKG_VERSION"));
+    out.push_str("\"},\"spans\":[");
+    for (i, s) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_otlp_span(&mut out, s);
+    }
+    out.push_str("]}]}]}");
+    out
+}
+
+fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
+    out.push_str("{\"traceId\":\"");
+    s.trace_id.push_hex32(out);
+    out.push_str("\",\"spanId\":\"");
+    s.id.push_hex(out);
+    out.push('"');
+    if let Some(p) = s.parent_id {
+        out.push_str(",\"parentSpanId\":\"");
+        p.push_hex(out);
+        out.push('"');
+    }
+    let method = s.method.as_deref();
+    let known = method.filter(|m| KNOWN_METHODS.contains(m));
+    out.push_str(",\"name\":");
+    push_json_str(out, known.unwrap_or("HTTP"));
+    out.push_str(",\"kind\":2,\"startTimeUnixNano\":\"");
+    out.push_str(&s.start_ns.to_string());
+    out.push_str("\",\"endTimeUnixNano\":\"");
+    out.push_str(&s.end_ns.max(s.start_ns).to_string());
+    out.push_str("\",\"attributes\":[");
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+    };
+    if let Some(m) = method {
+        sep(out);
+        push_attr_str(out, "http.request.method", known.unwrap_or("_OTHER"));
+        if known.is_none() {
+            sep(out);
+            push_attr_str(out, "http.request.method_original", m);
+        }
+    }
+    if let Some(p) = &s.path {
+        sep(out);
+        push_attr_str(out, "url.path", p);
+    }
+    if let Some((host, port)) = s
+        .authority
+        .as_deref()
+        .and_then(crate::authority::split_host_port)
+    {
+        sep(out);
+        push_attr_str(out, "server.address", host);
+        if let Some(port) = port.and_then(|p| p.parse::<u16>().ok()) {
+            sep(out);
+            push_attr_int(out, "server.port", port.into());
+        }
+    }
+    if let Some(code) = s.status {
+        sep(out);
+        push_attr_int(out, "http.response.status_code", code.into());
+    }
+    if let Some(c) = &s.upstream_cluster {
+        sep(out);
+        push_attr_str(out, "upstream_cluster", c);
+    }
+    out.push(']');
+    if s.is_error() {
+        out.push_str(",\"status\":{\"code\":2}");
+    }
+    out.push('}');
+}
+
+fn push_attr_str(out: &mut String, key: &str, value: &str) {
+    out.push_str("{\"key\":");
+    push_json_str(out, key);
+    out.push_str(",\"value\":{\"stringValue\":");
+    push_json_str(out, value);
+    out.push_str("}}");
+}
+
+/// `intValue` is an int64: a decimal string in OTLP JSON.
+fn push_attr_int(out: &mut String, key: &str, value: u64) {
+    out.push_str("{\"key\":");
+    push_json_str(out, key);
+    out.push_str(",\"value\":{\"intValue\":\"");
+    out.push_str(&value.to_string());
+    out.push_str("\"}}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn span(n: u64) -> FinishedSpan {
-        FinishedSpan {
-            trace_id: TraceId::parse(b"463ac35c9f6413ad48485a3953bb6124").unwrap(),
-            id: SpanId(n),
-            parent_id: (n > 1).then_some(SpanId(1)),
-            name: "localhost:10000".into(),
-            timestamp_us: 1_700_000_000_000_000,
-            duration_us: 1234,
-            debug: n == 3,
-            tags: vec![("http.method", "GET".into()), ("http.path", "/a\"b".into())],
+    const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
+
+    fn ctx(n: u64) -> TraceContext {
+        TraceContext {
+            trace_id: TraceId::parse(T32.as_bytes()).unwrap(),
+            span_id: SpanId(n),
+            parent_span_id: (n > 1).then_some(SpanId(1)),
+            sampling: if n == 3 {
+                Sampling::Debug
+            } else {
+                Sampling::Accept
+            },
         }
+    }
+
+    fn span_with(n: u64, http: HttpFields) -> FinishedSpan {
+        FinishedSpan::new(
+            &ctx(n),
+            1_700_000_000_000_000_000,
+            1_700_000_000_001_234_567,
+            http,
+        )
+    }
+
+    fn span(n: u64) -> FinishedSpan {
+        span_with(
+            n,
+            HttpFields {
+                method: Some("GET"),
+                path: Some("/a\"b?token=secret"),
+                authority: Some("localhost:10000"),
+                status: Some(if n == 2 { 503 } else { 200 }),
+                upstream_cluster: Some("echo"),
+            },
+        )
     }
 
     #[test]
@@ -134,22 +439,86 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 3);
-        assert_eq!(v[0]["traceId"], "463ac35c9f6413ad48485a3953bb6124");
+        assert_eq!(v[0]["traceId"], T32);
         assert_eq!(v[0]["id"], "0000000000000001");
         assert!(v[0].get("parentId").is_none(), "a root has no parentId");
         assert_eq!(v[1]["parentId"], "0000000000000001");
         assert_eq!(v[1]["kind"], "SERVER");
+        assert_eq!(v[1]["name"], "localhost:10000");
+        assert_eq!(v[1]["timestamp"], 1_700_000_000_000_000u64);
         assert_eq!(v[1]["duration"], 1234);
         assert_eq!(v[1]["localEndpoint"]["serviceName"], "checkout");
-        assert_eq!(v[1]["tags"]["http.path"], "/a\"b");
+        assert_eq!(v[1]["tags"]["http.method"], "GET");
+        assert_eq!(v[1]["tags"]["http.path"], "/a\"b", "no query string");
+        assert_eq!(v[1]["tags"]["http.status_code"], "503");
+        assert_eq!(v[1]["tags"]["error"], "503");
+        assert!(v[0]["tags"].get("error").is_none());
+        assert_eq!(v[1]["tags"]["upstream_cluster"], "echo");
         assert_eq!(v[1]["tags"]["namespace"], "shop");
         assert_eq!(v[2]["debug"], true);
         assert_eq!(zipkin_json(&[], "x", &[]), "[]");
+        let bare = span_with(1, HttpFields::default());
+        let v: serde_json::Value = serde_json::from_str(&zipkin_json(&[bare], "x", &[])).unwrap();
+        assert_eq!(v[0]["name"], "-");
+        assert_eq!(v[0]["tags"], serde_json::json!({}));
     }
 
     #[test]
-    fn buffer_is_bounded_and_drops_the_oldest() {
-        let mut b = SpanBuffer::new(2);
+    fn client_strings_are_cut_at_documented_lengths_on_char_boundaries() {
+        let long_path = format!("/{}?q=1", "p".repeat(16 * 1024));
+        let long_host = "h".repeat(1000);
+        let s = span_with(
+            1,
+            HttpFields {
+                method: Some(&"M".repeat(100)),
+                path: Some(&long_path),
+                authority: Some(&long_host),
+                status: Some(200),
+                upstream_cluster: Some(&"c".repeat(1000)),
+            },
+        );
+        assert_eq!(s.path.as_deref().map(str::len), Some(MAX_PATH_BYTES));
+        assert_eq!(
+            s.authority.as_deref().map(str::len),
+            Some(MAX_AUTHORITY_BYTES)
+        );
+        assert_eq!(s.method.as_deref().map(str::len), Some(MAX_METHOD_BYTES));
+        assert_eq!(
+            s.upstream_cluster.as_deref().map(str::len),
+            Some(MAX_CLUSTER_BYTES)
+        );
+        // "é" is 2 bytes: a cut inside it goes back to the boundary.
+        let accents = format!("/{}", "é".repeat(200));
+        let s = span_with(
+            1,
+            HttpFields {
+                path: Some(&accents),
+                ..Default::default()
+            },
+        );
+        let p = s.path.unwrap();
+        assert_eq!(p.len(), MAX_PATH_BYTES - 1, "/ + 127 × é = 255 bytes");
+        assert!(p.ends_with('é'));
+        assert_eq!(truncate_utf8("aé", 2), "a");
+        assert_eq!(truncate_utf8("abc", 3), "abc");
+        assert_eq!(truncate_utf8("€", 0), "");
+        assert_eq!(
+            span_with(
+                1,
+                HttpFields {
+                    status: Some(70_000),
+                    ..Default::default()
+                }
+            )
+            .status,
+            None,
+            "not an HTTP status"
+        );
+    }
+
+    #[test]
+    fn buffer_is_bounded_by_count_and_drops_the_oldest() {
+        let mut b = SpanBuffer::new(2, 1 << 20);
         assert_eq!(b.push(span(1)), 0);
         assert_eq!(b.push(span(2)), 0);
         assert_eq!(b.push(span(3)), 1);
@@ -157,8 +526,165 @@ mod tests {
         let batch = b.take(10);
         assert_eq!(batch.iter().map(|s| s.id.0).collect::<Vec<_>>(), vec![2, 3]);
         assert!(b.is_empty());
+        assert_eq!(b.bytes(), 0);
         b.push(span(4));
         b.push(span(5));
         assert_eq!(b.take(1)[0].id.0, 4);
+        assert_eq!(b.bytes(), span(5).memory_bytes());
+    }
+
+    #[test]
+    fn buffer_is_bounded_by_bytes_and_counts_every_drop() {
+        let path = format!("/{}", "x".repeat(16 * 1024));
+        let big = |n| {
+            span_with(
+                n,
+                HttpFields {
+                    method: Some("GET"),
+                    path: Some(&path),
+                    authority: Some("checkout.shop.svc.cluster.local"),
+                    status: Some(200),
+                    upstream_cluster: Some("inbound|8080||"),
+                },
+            )
+        };
+        let one = big(1).memory_bytes();
+        assert!(
+            one < std::mem::size_of::<FinishedSpan>() + 2 * MAX_PATH_BYTES,
+            "a 16 KiB path costs at most MAX_PATH_BYTES: {one}"
+        );
+        let max_bytes = 10 * one + one / 2;
+        let mut b = SpanBuffer::new(1_000_000, max_bytes);
+        let mut dropped = 0;
+        for n in 1..=5000 {
+            dropped += b.push(big(n));
+            assert!(b.bytes() <= max_bytes, "{} > {max_bytes}", b.bytes());
+        }
+        assert_eq!(b.len(), 10, "the byte bound, not the count, decides");
+        assert_eq!(dropped, 5000 - 10, "every span is kept or counted");
+        assert_eq!(b.take(1)[0].id.0, 4991, "the newest are kept");
+        // A span alone over the bound is refused, and counted.
+        let mut tiny = SpanBuffer::new(10, 16);
+        assert_eq!(tiny.push(span(1)), 1);
+        assert!(tiny.is_empty());
+    }
+
+    fn workload() -> Workload {
+        Workload {
+            service: "checkout".into(),
+            namespace: "shop".into(),
+            version: "v2".into(),
+            workload: "checkout-v2".into(),
+            cluster: "Kubernetes".into(),
+            mesh: "cluster.local".into(),
+            pod: "checkout-v2-7d9f8c-abcde".into(),
+        }
+    }
+
+    #[test]
+    fn otlp_resource_from_the_workload() {
+        let node = NodeInfo {
+            pod_name: Some("checkout-v2-7d9f8c-abcde".into()),
+            ..Default::default()
+        };
+        let r = OtlpResource::new("checkout", &workload(), &node);
+        let keys: Vec<_> = r.attributes().iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "service.name",
+                "service.namespace",
+                "service.version",
+                "k8s.namespace.name",
+                "k8s.pod.name"
+            ]
+        );
+        // Plain Envoy: pod is node.id, version and namespace unknown: left out.
+        let plain = Workload {
+            namespace: UNKNOWN.into(),
+            version: UNKNOWN.into(),
+            pod: "n1".into(),
+            ..workload()
+        };
+        let node = NodeInfo {
+            node_id: Some("n1".into()),
+            ..Default::default()
+        };
+        let r = OtlpResource::new("edge", &plain, &node);
+        assert_eq!(r.attributes(), [("service.name", "edge".to_string())]);
+    }
+
+    #[test]
+    fn otlp_json_shape() {
+        let r = OtlpResource::new("checkout", &workload(), &NodeInfo::default());
+        let mut other = span(2);
+        other.method = Some("PURGE".into());
+        other.authority = Some("[::1]:8443".into());
+        let json = otlp_json(&[span(1), other], &r);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let rs = &v["resourceSpans"][0];
+        assert_eq!(rs["resource"]["attributes"][0]["key"], "service.name");
+        assert_eq!(rs["scopeSpans"][0]["scope"]["name"], OTLP_SCOPE);
+        let s = &rs["scopeSpans"][0]["spans"];
+        assert_eq!(s[0]["traceId"], T32);
+        assert_eq!(s[0]["spanId"], "0000000000000001");
+        assert!(s[0].get("parentSpanId").is_none());
+        assert_eq!(s[1]["parentSpanId"], "0000000000000001");
+        assert_eq!(s[0]["kind"], 2, "enums are integers");
+        assert_eq!(s[0]["name"], "GET");
+        assert_eq!(
+            s[1]["name"], "HTTP",
+            "an unknown method does not name the span"
+        );
+        assert_eq!(
+            s[0]["startTimeUnixNano"], "1700000000000000000",
+            "int64 as string"
+        );
+        assert_eq!(s[0]["endTimeUnixNano"], "1700000000001234567");
+        let attrs = |i: usize| -> Vec<(String, serde_json::Value)> {
+            s[i]["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| (a["key"].as_str().unwrap().to_string(), a["value"].clone()))
+                .collect()
+        };
+        let a0 = attrs(0);
+        let get = |a: &[(String, serde_json::Value)], k: &str| {
+            a.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&a0, "http.request.method").unwrap()["stringValue"],
+            "GET"
+        );
+        assert_eq!(get(&a0, "url.path").unwrap()["stringValue"], "/a\"b");
+        assert_eq!(
+            get(&a0, "server.address").unwrap()["stringValue"],
+            "localhost"
+        );
+        assert_eq!(get(&a0, "server.port").unwrap()["intValue"], "10000");
+        assert_eq!(
+            get(&a0, "http.response.status_code").unwrap()["intValue"],
+            "200"
+        );
+        assert_eq!(get(&a0, "upstream_cluster").unwrap()["stringValue"], "echo");
+        assert!(s[0].get("status").is_none(), "2xx: status unset");
+        let a1 = attrs(1);
+        assert_eq!(
+            get(&a1, "http.request.method").unwrap()["stringValue"],
+            "_OTHER"
+        );
+        assert_eq!(
+            get(&a1, "http.request.method_original").unwrap()["stringValue"],
+            "PURGE"
+        );
+        assert_eq!(get(&a1, "server.address").unwrap()["stringValue"], "[::1]");
+        assert_eq!(get(&a1, "server.port").unwrap()["intValue"], "8443");
+        assert_eq!(s[1]["status"]["code"], 2, "5xx: ERROR");
+        let empty: serde_json::Value = serde_json::from_str(&otlp_json(&[], &r)).unwrap();
+        assert_eq!(
+            empty["resourceSpans"][0]["scopeSpans"][0]["spans"],
+            serde_json::json!([])
+        );
     }
 }
