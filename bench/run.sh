@@ -2,7 +2,7 @@
 # make bench: what trace-inject costs, side by side, in one run; writes bench/results.md.
 #
 #   1. Instructions per request of the pure per-request path (TraceHeaders::collect +
-#      propagate::decide + formatting), native, counted by valgrind --tool=callgrind.
+#      decision::decide + formatting), native, counted by valgrind --tool=callgrind.
 #   2. Requests/s and latency through a real Envoy (one worker, pinned to one core) driven by wrk
 #      (pinned to the other core; its numbers read by bench/wrk-report.lua), on a direct_response
 #      route, for:

@@ -4,11 +4,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use crate::config::ExportConfig;
+use crate::config::{ExportConfig, ExportProtocol};
 use crate::host::{Host, Map};
 use crate::metrics::Metrics;
-use crate::span::{self, FinishedSpan, SpanBuffer};
-use crate::workload::Workload;
+use crate::span::{self, FinishedSpan, OtlpResource, SpanBuffer};
+use crate::workload::{NodeInfo, Workload};
 
 /// At most this many export calls are dispatched per tick (the rest wait, bounded by the buffer).
 pub const MAX_CALLS_PER_TICK: usize = 4;
@@ -16,7 +16,11 @@ pub const MAX_CALLS_PER_TICK: usize = 4;
 pub struct Exporter {
     config: ExportConfig,
     service: String,
+    /// A Host header a real server accepts (derived from an Istio cluster name at configure).
     authority: String,
+    path: String,
+    /// The OTLP resource, encoded once (protocol `otlp`).
+    resource: OtlpResource,
     buffer: RefCell<SpanBuffer>,
     /// Off for good once Envoy's tracer was seen on this hop (spans would be doubled).
     active: Cell<bool>,
@@ -26,17 +30,17 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(config: ExportConfig, workload: &Workload) -> Exporter {
+    pub fn new(config: ExportConfig, workload: &Workload, node: &NodeInfo) -> Exporter {
+        let service = config
+            .service_name
+            .clone()
+            .unwrap_or_else(|| workload.service.clone());
         Exporter {
-            service: config
-                .service_name
-                .clone()
-                .unwrap_or_else(|| workload.service.clone()),
-            authority: config
-                .authority
-                .clone()
-                .unwrap_or_else(|| config.cluster.clone()),
-            buffer: RefCell::new(SpanBuffer::new(config.buffer_limit)),
+            resource: OtlpResource::new(&service, workload, node),
+            service,
+            authority: config.resolved_authority().to_string(),
+            path: config.resolved_path().to_string(),
+            buffer: RefCell::new(SpanBuffer::new(config.buffer_limit, config.buffer_bytes)),
             active: Cell::new(true),
             last_flush_ns: Cell::new(0),
             in_flight: RefCell::new(HashMap::new()),
@@ -67,6 +71,11 @@ impl Exporter {
         self.active.replace(false)
     }
 
+    /// Spans still waiting (what a VM that goes away loses).
+    pub fn pending(&self) -> usize {
+        self.buffer.try_borrow().map_or(0, |b| b.len())
+    }
+
     /// On the tick: once per flush interval, posts up to `MAX_CALLS_PER_TICK` batches.
     pub fn flush(&self, host: &impl Host, workload: &Workload, metrics: &Metrics) {
         if !self.active.get() {
@@ -90,12 +99,15 @@ impl Exporter {
                 break;
             }
             let n = batch.len() as u64;
-            let body = span::zipkin_json(&batch, &self.service, &common);
+            let body = match c.protocol {
+                ExportProtocol::Zipkin => span::zipkin_json(&batch, &self.service, &common),
+                ExportProtocol::Otlp => span::otlp_json(&batch, &self.resource),
+            };
             let headers = [
                 (":method", "POST"),
-                (":path", c.path.as_str()),
+                (":path", self.path.as_str()),
                 (":authority", self.authority.as_str()),
-                ("content-type", "application/json"),
+                ("content-type", c.protocol.content_type()),
             ];
             match host.http_call(&c.cluster, &headers, body.as_bytes(), c.timeout_ms) {
                 Some(token) => {

@@ -25,6 +25,13 @@ struct Root {
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        if let Some(p) = &self.plugin {
+            p.on_done(&Abi);
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, _: usize, _: usize, _: usize) {
         if let Some(p) = &self.plugin {
             p.on_http_call_response(&Abi, token);

@@ -55,10 +55,8 @@ impl Plugin {
                 return None;
             }
         };
-        let workload = Workload::resolve(
-            &NodeInfo::read(|p| node_property(host, p)),
-            &settings.workload,
-        );
+        let node = NodeInfo::read(|p| node_property(host, p));
+        let workload = Workload::resolve(&node, &settings.workload);
         host.log(
             log::Level::Info,
             &format!(
@@ -71,7 +69,10 @@ impl Plugin {
                 settings.tracer
             ),
         );
-        let exporter = settings.export.clone().map(|e| Exporter::new(e, &workload));
+        let exporter = settings
+            .export
+            .clone()
+            .map(|e| Exporter::new(e, &workload, &node));
         let tick_ms = exporter
             .as_ref()
             .map_or(TICK_MS, |e| e.flush_interval_ms().min(TICK_MS));
@@ -110,6 +111,22 @@ impl Plugin {
     pub fn on_http_call_response(&self, host: &impl Host, token: u32) {
         if let Some(e) = &self.exporter {
             e.on_response(host, token, &self.metrics);
+        }
+    }
+
+    /// The VM goes away (Envoy reloads or removes the plugin): spans not yet sent are lost; say
+    /// how many, since no counter will be flushed after this.
+    pub fn on_done(&self, host: &impl Host) {
+        let lost = self.exporter.as_ref().map_or(0, Exporter::pending);
+        if lost > 0 {
+            self.metrics.spans_dropped.add(lost as u64);
+            self.metrics.flush(host);
+            host.log(
+                log::Level::Warn,
+                &format!("span export: the plugin stops with {lost} spans not sent; they are lost"),
+            );
+        } else {
+            self.metrics.flush(host);
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use crate::context::{Format, Sampling, TraceContext};
+use crate::context::{Format, TraceContext};
 use crate::decision::{self, Decision, Mode};
 use crate::headers::TraceHeaders;
 use crate::hop::{self, HopState};
@@ -12,7 +12,9 @@ use crate::host::{HeaderPairs, Host, Map};
 use crate::log_record::{loggable_path, LogRecord};
 use crate::plugin::{Plugin, SPAN_TAG_KEYS};
 use crate::propagator::{self, Extracted};
-use crate::span::FinishedSpan;
+use crate::span::{
+    FinishedSpan, HttpFields, MAX_AUTHORITY_BYTES, MAX_METHOD_BYTES, MAX_PATH_BYTES,
+};
 use crate::tracer::Outcome;
 
 pub struct RequestFilter {
@@ -150,14 +152,15 @@ impl RequestFilter {
             .and_then(|b| String::from_utf8(b).ok());
         if let (Some(span), Some(e)) = (self.span.take(), plugin.exporting()) {
             let end_ns = host.now_nanos().unwrap_or(span.start_ns);
+            let http = HttpFields {
+                method: span.method.as_deref(),
+                path: span.path.as_deref(),
+                authority: span.authority.as_deref(),
+                status,
+                upstream_cluster: upstream_cluster.as_deref(),
+            };
             e.push(
-                own_span(
-                    &d.context,
-                    span,
-                    end_ns,
-                    status,
-                    upstream_cluster.as_deref(),
-                ),
+                FinishedSpan::new(&d.context, span.start_ns, end_ns, http),
                 &plugin.metrics,
             );
         }
@@ -206,50 +209,20 @@ fn context_carried(carried: &[Extracted; 3], precedence: &[Format]) -> Option<Tr
         .map(|(_, c)| c)
 }
 
+/// Kept from the request phase, bounded already: a client controls every byte of it.
 fn span_start(host: &impl Host, pairs: &HeaderPairs) -> SpanStart {
+    let own = |name: &str, max: usize| {
+        pairs
+            .get_str(name)
+            .map(|v| crate::span::truncate_utf8(v, max).to_string())
+    };
     SpanStart {
         start_ns: host.now_nanos().unwrap_or(0),
-        method: pairs.get_str(":method").map(str::to_string),
-        path: pairs
-            .get_str(":path")
-            .map(|p| loggable_path(p, false).to_string()),
-        authority: pairs.get_str(":authority").map(str::to_string),
-    }
-}
-
-/// This filter's span for the request (export on): a SERVER span, child of the incoming context.
-fn own_span(
-    c: &TraceContext,
-    start: SpanStart,
-    end_ns: u64,
-    status: Option<u64>,
-    upstream_cluster: Option<&str>,
-) -> FinishedSpan {
-    let mut tags: Vec<(&'static str, String)> = Vec::with_capacity(6);
-    if let Some(m) = start.method {
-        tags.push(("http.method", m));
-    }
-    if let Some(p) = start.path {
-        tags.push(("http.path", p));
-    }
-    if let Some(s) = status {
-        tags.push(("http.status_code", s.to_string()));
-        if s >= 500 {
-            tags.push(("error", s.to_string()));
-        }
-    }
-    if let Some(u) = upstream_cluster {
-        tags.push(("upstream_cluster", u.to_string()));
-    }
-    FinishedSpan {
-        trace_id: c.trace_id,
-        id: c.span_id,
-        parent_id: c.parent_span_id,
-        name: start.authority.unwrap_or_else(|| "-".to_string()),
-        timestamp_us: start.start_ns / 1000,
-        duration_us: end_ns.saturating_sub(start.start_ns) / 1000,
-        debug: c.sampling == Sampling::Debug,
-        tags,
+        method: own(":method", MAX_METHOD_BYTES),
+        path: pairs.get_str(":path").map(|p| {
+            crate::span::truncate_utf8(loggable_path(p, false), MAX_PATH_BYTES).to_string()
+        }),
+        authority: own(":authority", MAX_AUTHORITY_BYTES),
     }
 }
 

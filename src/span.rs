@@ -405,6 +405,7 @@ mod tests {
             } else {
                 Sampling::Accept
             },
+            random: false,
         }
     }
 

@@ -206,7 +206,6 @@ fn assert_go_refuses_the_cluster_name(go: &GoHost) {
 }
 
 #[test]
-#[ignore = "until the adapter uses resolved_authority/otlp"]
 fn zipkin_export_through_an_istio_cluster_name_reaches_a_go_server() {
     let collector = Collector::start();
     let go = GoHost::start(collector.port());
@@ -262,7 +261,6 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-#[ignore = "until the adapter uses resolved_authority/otlp"]
 fn otlp_export_through_an_istio_cluster_name_parses_by_the_official_schema() {
     let sink = OtlpSink::start();
     let go = GoHost::start(sink.port);
@@ -358,7 +356,6 @@ fn rss_kib(pid: u32) -> u64 {
 /// paths held by count alone grew it by 16 MiB per 1000 spans (issue 15); every span beyond the
 /// bound is counted as dropped.
 #[test]
-#[ignore = "until the adapter uses resolved_authority/otlp"]
 fn collector_down_memory_stays_within_buffer_bytes() {
     const BUFFER_BYTES: u64 = 256 * 1024;
     const WARMUP: u64 = 300;

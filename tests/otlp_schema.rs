@@ -29,6 +29,7 @@ fn finished(trace: &str, span: u64, parent: Option<u64>, http: HttpFields) -> Fi
         span_id: SpanId(span),
         parent_span_id: parent.map(SpanId),
         sampling: Sampling::Accept,
+        random: false,
     };
     FinishedSpan::new(
         &context,
