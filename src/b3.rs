@@ -179,6 +179,28 @@ pub fn format_single(ctx: &TraceContext) -> String {
     out
 }
 
+/// `X-B3-Sampled` read as the B3 spec asks a lenient reader to ("implementations should accept
+/// `true|false`", never send them) and as Envoy and OpenTelemetry do (`docs/b3-leniency.md`):
+/// `Some((sampled, canonical))`, `canonical` false for `true`/`false` (to be written `1`/`0`).
+/// Other values (`True`, `2`) are refused: the two readers disagree on them.
+pub fn sampled_lenient(v: &[u8]) -> Option<(bool, bool)> {
+    match v {
+        b"1" => Some((true, true)),
+        b"0" => Some((false, true)),
+        b"true" => Some((true, false)),
+        b"false" => Some((false, false)),
+        _ => None,
+    }
+}
+
+/// `X-B3-Flags` read as Envoy and OpenTelemetry read it: `1` is debug; any other value is ignored,
+/// not fatal (the B3 spec: "no implementation treats it as a bit field"). Returns
+/// `(debug, canonical)`; not canonical means the header is dropped when the filter writes B3.
+pub fn flags_lenient(v: &[u8]) -> (bool, bool) {
+    let debug = v == b"1";
+    (debug, debug)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +406,19 @@ mod tests {
         ));
         c.sampling = Sampling::Defer;
         assert_eq!(format_single(&c), "64fe8b2a57d3eff7-e457b5a2e4d86bd1");
+    }
+    #[test]
+    fn sampling_headers_read_leniently() {
+        assert_eq!(sampled_lenient(b"1"), Some((true, true)));
+        assert_eq!(sampled_lenient(b"0"), Some((false, true)));
+        assert_eq!(sampled_lenient(b"true"), Some((true, false)));
+        assert_eq!(sampled_lenient(b"false"), Some((false, false)));
+        for bad in [&b""[..], b"True", b"FALSE", b"2", b"d", b" 1", b"\xff"] {
+            assert_eq!(sampled_lenient(bad), None, "{bad:?}");
+        }
+        assert_eq!(flags_lenient(b"1"), (true, true));
+        for ignored in [&b"0"[..], b"2", b"3", b"", b"debug", b"\xff"] {
+            assert_eq!(flags_lenient(ignored), (false, false), "{ignored:?}");
+        }
     }
 }
