@@ -153,13 +153,14 @@ fn valid_value(v: &[u8]) -> bool {
     }
 }
 
-/// W3C Trace Context Level 2, §3.2.2.5 "trace-flags": the `sampled` bit.
+/// W3C Trace Context Level 2 (sections cited by title: numbers differ between editions),
+/// "trace-flags" / "Sampled flag": the `sampled` bit.
 pub const FLAG_SAMPLED: u8 = 0x01;
-/// §3.2.2.5.2 "Random Trace ID Flag": set when at least the right-most 7 bytes of the trace-id
+/// "Random Trace ID Flag": set when at least the right-most 7 bytes of the trace-id
 /// are random. Every trace id this filter generates is 128 random bits.
 pub const FLAG_RANDOM: u8 = 0x02;
-/// The flags this filter understands; §3.2.2.5.3 "Other Flags": "Vendors MUST set those to zero"
-/// on a `traceparent` they write.
+/// The flags this filter understands; "Other Flags": "Vendors MUST set those to zero" on a
+/// `traceparent` they write.
 pub const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 
 /// The trace-flags of a `traceparent` the filter writes for a trace it starts: `random` always
@@ -170,8 +171,9 @@ pub fn new_trace_flags(sampled: bool) -> u8 {
 
 /// The trace-flags of a `traceparent` the filter rewrites for a context it continues: the
 /// incoming flags with `sampled` set as decided; `random` kept only if it came set (the filter
-/// did not choose that trace id); unknown bits cleared (§3.2.2.5.3). On pass-through the filter
-/// forwards the header as it came and never calls this.
+/// did not choose that trace id); unknown bits cleared ("Other Flags"; the processing model:
+/// "Vendors will set all unparsed / unknown `trace-flags` to 0 on outgoing requests"). On
+/// pass-through the filter forwards the header as it came and never calls this.
 pub fn continued_trace_flags(incoming: u8, sampled: bool) -> u8 {
     (incoming & FLAG_RANDOM) | if sampled { FLAG_SAMPLED } else { 0 }
 }
@@ -202,31 +204,35 @@ pub fn format_traceparent_with_flags(ctx: &TraceContext, flags: u8) -> String {
     out
 }
 
-/// §3.3.1.3 "tracestate Limits": "Vendors SHOULD propagate at least 512 characters of a combined
-/// header. This length includes commas required to separate list items and optional white space".
+/// "tracestate Limits" (under "Combined Header Value"; §3.3.1.3 in the Level 2 draft the issue
+/// cites): "Vendors SHOULD propagate at least 512 characters of a combined header. This length
+/// includes commas required to separate list items and optional white space".
 pub const TRACESTATE_TRUNCATE_TO: usize = 512;
-/// §3.3.1.3: "Entries larger than `128` characters long SHOULD be removed first."
+/// "tracestate Limits": "Entries larger than `128` characters long SHOULD be removed first."
 const TRACESTATE_LARGE_ENTRY: usize = 128;
 
 /// The `tracestate` to send with a `traceparent` the filter writes new or changes, from the
-/// incoming `tracestate` header lines (several lines are one list, RFC 9110 §5.3, as §3.3.1.1
-/// requires). `None` when nothing is left (§3.3.1.1: vendors "SHOULD avoid sending" an empty one).
+/// incoming `tracestate` header lines (several lines are one list, RFC 9110 §5.3, as "tracestate
+/// Header Field Values" requires). `None` when nothing is left (same section: vendors "SHOULD
+/// avoid sending" an empty one).
 ///
 /// By the Recommendation:
-/// - §3.3.1.1 / §3.3.1.3.1: each member is `key=value` by the ABNF; OWS around members and empty
-///   members are dropped (they carry nothing). The processing model (§3.4, step 3) allows
-///   "Invalid `tracestate` entries MAY also be discarded": invalid members go, the rest stay.
-/// - §3.3.1.4 "Combined Header Value": a key appears once; the first (left-most, most recent)
-///   member of a key is kept, later duplicates dropped.
-/// - §3.3.1.1: at most 32 list-members; beyond that "the right-most `list-member` should be
-///   removed".
-/// - §3.3.1.3: truncation to 512 characters (commas included) removes whole entries: "Entries
-///   larger than `128` characters long SHOULD be removed first. Then entries SHOULD be removed
-///   starting from the end of `tracestate`." Large entries go right-most first, and only as many
-///   as needed, so the least is lost.
+/// - "tracestate Header Field Values" (list, Key, Value): each member is `key=value` by the ABNF;
+///   OWS around members and empty members are dropped (they carry nothing). The processing model
+///   ("A traceparent is Received", step 3): "Invalid `tracestate` entries MAY also be
+///   discarded": invalid members go, the rest stay.
+/// - "Combined Header Value": a key appears once ("Mutating the tracestate Field": vendors "MAY
+///   also discard duplicate keys"); the first (left-most, most recent) member of a key is kept,
+///   later duplicates dropped.
+/// - "tracestate Header Field Values": at most 32 list-members; beyond that "the right-most
+///   `list-member` should be removed".
+/// - "tracestate Limits": truncation to 512 characters (commas included) removes whole entries:
+///   "Entries larger than `128` characters long SHOULD be removed first. Then entries SHOULD be
+///   removed starting from the end of `tracestate`." Large entries go right-most first, and only
+///   as many as needed, so the least is lost.
 ///
 /// Not for pass-through: where the `traceparent` goes on unchanged, `tracestate` "MUST NOT be
-/// modified" (§3.3.1.3 / §4.3) and is forwarded byte for byte instead.
+/// modified" ("Mutating the traceparent Field") and is forwarded byte for byte instead.
 pub fn rebuild_tracestate(lines: &[&[u8]]) -> Option<String> {
     let mut members: Vec<(&[u8], &[u8])> = Vec::new();
     for line in lines {

@@ -206,7 +206,7 @@ fn malformed_inputs_are_replaced_by_one_valid_context() {
             c.case.label,
             up.trace_id
         );
-        // §4.3: where the traceparent was invalid, its tracestate goes with it.
+        // Processing model: an invalid traceparent is replaced "and deletes `tracestate`".
         assert_eq!(
             up.tracestate, None,
             "[{}] tracestate upstream",
@@ -342,7 +342,8 @@ fn sixty_four_bit_trace_ids_are_one_trace_in_every_format() {
 fn unknown_trace_flags_pass_through_unchanged() {
     let hop = hop();
     // Flags 0x09: sampled plus a bit this filter does not know. A pass-through proxy forwards
-    // the traceparent as it came (§3.3.1.3 / §4.3: unchanged traceparent, unchanged tracestate).
+    // the traceparent as it came ("Mutating the traceparent Field": unchanged traceparent,
+    // unchanged tracestate).
     let tp = format!("00-{W3C_T}-{W3C_S}-09");
     let r = hop.get(
         "/",
@@ -415,7 +416,7 @@ fn tracestate_goes_on_byte_for_byte_when_traceparent_is_unchanged() {
 }
 
 #[test]
-#[ignore = "until tracestate is rebuilt by §3.3.1.3 where traceparent is rewritten (issue 12 item 1)"]
+#[ignore = "until tracestate is rebuilt by 'tracestate Limits' where traceparent is rewritten (issue 12 item 1)"]
 fn tracestate_is_rebuilt_and_truncated_where_traceparent_is_rewritten() {
     let hop = hop();
     // A version-cc traceparent is rewritten as 00: its tracestate is rebuilt, not dropped.
@@ -545,7 +546,7 @@ fn a_changed_sampled_flag_never_keeps_the_old_parent_id() {
     let written = up.header("traceparent").expect("traceparent upstream");
     assert!(
         written == tp || !written.contains(W3C_S),
-        "§3.3.1.5 'Update sampled': a new parent-id with the flag, got {written} ({ctx:?})"
+        "'Mutating the traceparent Field', Update sampled: a new parent-id with the flag, got {written} ({ctx:?})"
     );
 }
 
