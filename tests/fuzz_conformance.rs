@@ -50,7 +50,11 @@ proptest! {
         prop_assert!(w3c::validate_tracestate(out.as_bytes()).is_ok(), "{out:?}");
         prop_assert!(out.len() <= w3c::TRACESTATE_TRUNCATE_TO);
         prop_assert!(!out.is_empty());
-        let input: Vec<&str> = lines.iter().flat_map(|l| l.split(',')).map(|m| m.trim_matches([' ', '\t'])).collect();
+        let input: Vec<&str> = lines
+            .iter()
+            .flat_map(|l| l.split(','))
+            .map(|m| m.trim_matches([' ', '\t']))
+            .collect();
         for m in out.split(',') {
             prop_assert!(input.contains(&m), "{m:?} was not sent");
         }
@@ -59,7 +63,9 @@ proptest! {
     }
 
     #[test]
-    fn rebuild_tracestate_never_panics(lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 0..4)) {
+    fn rebuild_tracestate_never_panics(
+        lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 0..4)
+    ) {
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         if let Some(out) = w3c::rebuild_tracestate(&refs) {
             prop_assert!(w3c::validate_tracestate(out.as_bytes()).is_ok());
@@ -67,7 +73,9 @@ proptest! {
     }
 
     #[test]
-    fn lenient_b3_ids_are_the_strict_parse_of_lower_case(s in "[0-9a-fA-FxX ]{14,34}|[0-9a-fA-F]{16}|[0-9a-fA-F]{32}") {
+    fn lenient_b3_ids_are_the_strict_parse_of_lower_case(
+        s in "[0-9a-fA-FxX ]{14,34}|[0-9a-fA-F]{16}|[0-9a-fA-F]{32}"
+    ) {
         let lower = s.to_ascii_lowercase();
         let canonical = !s.bytes().any(|c| c.is_ascii_uppercase());
         prop_assert_eq!(
