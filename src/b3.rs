@@ -39,9 +39,11 @@ impl Propagator for B3Multi {
     }
 
     fn extract(&self, h: &TraceHeaders) -> Extracted {
+        let (parsed, canonical) = read_multi(&h.b3);
         Extracted {
-            parsed: parse_multi(&h.b3),
-            exact: !h.b3_repeated,
+            lenient: !canonical && matches!(parsed, Parsed::Context(_)),
+            exact: canonical && !h.b3_repeated,
+            parsed,
         }
     }
 
@@ -84,9 +86,14 @@ impl Propagator for B3Single {
     }
 
     fn extract(&self, h: &TraceHeaders) -> Extracted {
+        let Some(v) = h.b3_single else {
+            return Extracted::ABSENT;
+        };
+        let (parsed, canonical) = read_single(v);
         Extracted {
-            parsed: h.b3_single.map_or(Parsed::Absent, parse_single),
-            exact: !h.b3_single_repeated,
+            lenient: !canonical && matches!(parsed, Parsed::Context(_)),
+            exact: canonical && !h.b3_single_repeated,
+            parsed,
         }
     }
 
@@ -105,22 +112,31 @@ impl Propagator for B3Single {
     }
 }
 
+/// Parses the `x-b3-*` headers (strictness as `read_multi`).
 pub fn parse_multi(h: &MultiHeaders) -> Parsed {
+    read_multi(h).0
+}
+
+/// Parses the `x-b3-*` headers as the ecosystem reads them (Envoy's Zipkin tracer and
+/// OpenTelemetry's B3 propagator, docs/b3-leniency.md): ids in either case, `x-b3-sampled`
+/// `true`/`false`, an `x-b3-flags` other than `1` ignored. The `bool` says the headers are in
+/// canonical form (lower-case ids, `1`/`0`, no ignored flags); a lenient reading is rewritten.
+pub fn read_multi(h: &MultiHeaders) -> (Parsed, bool) {
     if h.is_empty() {
-        return Parsed::Absent;
+        return (Parsed::Absent, true);
     }
-    // Sampling state: `X-B3-Flags: 1` is debug (implies accept); `X-B3-Sampled` is 1/0, with
-    // `true`/`false` accepted as the spec allows a lenient implementation to.
-    let debug = match h.flags {
-        None | Some(b"0") => false,
-        Some(b"1") => true,
-        Some(_) => return Parsed::Malformed("x-b3-flags is not 1"),
-    };
-    let sampled = match h.sampled {
-        None => None,
-        Some(b"1") | Some(b"true") => Some(true),
-        Some(b"0") | Some(b"false") => Some(false),
-        Some(_) => return Parsed::Malformed("x-b3-sampled is not 0 or 1"),
+    let (debug, flags_canonical) = h.flags.map_or((false, true), flags_lenient);
+    let (sampled, sampled_canonical) = match h.sampled {
+        None => (None, true),
+        Some(v) => match sampled_lenient(v) {
+            Some((s, canonical)) => (Some(s), canonical),
+            None => {
+                return (
+                    Parsed::Malformed("x-b3-sampled is not 0, 1, true or false"),
+                    false,
+                )
+            }
+        },
     };
     let sampling = match (debug, sampled) {
         (true, _) => Sampling::Debug,
@@ -128,24 +144,38 @@ pub fn parse_multi(h: &MultiHeaders) -> Parsed {
         (false, Some(false)) => Sampling::Deny,
         (false, None) => Sampling::Defer,
     };
-    match (h.trace_id, h.span_id) {
+    let mut canonical = flags_canonical && sampled_canonical;
+    let parsed = match (h.trace_id, h.span_id) {
         (None, None) if h.parent_span_id.is_none() => Parsed::SamplingOnly(sampling),
         (Some(t), Some(s)) => {
-            let Some(trace_id) = TraceId::parse(t) else {
-                return Parsed::Malformed("x-b3-traceid is not 16 or 32 lower-hex, non-zero");
+            let Some((trace_id, t_lower)) = TraceId::parse_b3_lenient(t) else {
+                return (
+                    Parsed::Malformed("x-b3-traceid is not 16 or 32 hex, non-zero"),
+                    false,
+                );
             };
-            let Some(span_id) = SpanId::parse(s) else {
-                return Parsed::Malformed("x-b3-spanid is not 16 lower-hex, non-zero");
+            let Some((span_id, s_lower)) = SpanId::parse_b3_lenient(s) else {
+                return (
+                    Parsed::Malformed("x-b3-spanid is not 16 hex, non-zero"),
+                    false,
+                );
             };
             let parent_span_id = match h.parent_span_id {
                 None => None,
-                Some(p) => match SpanId::parse(p) {
-                    Some(p) => Some(p),
+                Some(p) => match SpanId::parse_b3_lenient(p) {
+                    Some((p, p_lower)) => {
+                        canonical &= p_lower;
+                        Some(p)
+                    }
                     None => {
-                        return Parsed::Malformed("x-b3-parentspanid is not 16 lower-hex, non-zero")
+                        return (
+                            Parsed::Malformed("x-b3-parentspanid is not 16 hex, non-zero"),
+                            false,
+                        )
                     }
                 },
             };
+            canonical &= t_lower && s_lower;
             Parsed::Context(TraceContext {
                 trace_id,
                 span_id,
@@ -156,11 +186,23 @@ pub fn parse_multi(h: &MultiHeaders) -> Parsed {
         }
         (Some(_), None) => Parsed::Malformed("x-b3-traceid without x-b3-spanid"),
         (None, _) => Parsed::Malformed("x-b3-spanid or x-b3-parentspanid without x-b3-traceid"),
-    }
+    };
+    (parsed, canonical)
 }
 
-/// Parses a `b3` single-header value.
+/// Parses a `b3` single-header value (strictness as `read_single`).
 pub fn parse_single(v: &[u8]) -> Parsed {
+    read_single(v).0
+}
+
+/// Parses a `b3` single-header value; ids in either case, as Envoy and OpenTelemetry read them
+/// (the `bool`: canonical, lower case).
+pub fn read_single(v: &[u8]) -> (Parsed, bool) {
+    let (parsed, lower) = single(v);
+    (parsed, lower)
+}
+
+fn single(v: &[u8]) -> (Parsed, bool) {
     let sampling_of = |f: &[u8]| match f {
         b"0" => Some(Sampling::Deny),
         b"1" => Some(Sampling::Accept),
@@ -175,45 +217,71 @@ pub fn parse_single(v: &[u8]) -> Parsed {
         fields.next(),
         fields.next(),
     ) else {
-        return Parsed::Malformed("b3 is empty");
+        return (Parsed::Malformed("b3 is empty"), false);
     };
     if rest.is_some() {
-        return Parsed::Malformed("b3 has more than four fields");
+        return (Parsed::Malformed("b3 has more than four fields"), false);
     }
     let Some(second) = second else {
         // Only a sampling state.
         return match sampling_of(first) {
-            Some(s) => Parsed::SamplingOnly(s),
-            None => Parsed::Malformed("b3 sampling-only value is not 0, 1 or d"),
+            Some(s) => (Parsed::SamplingOnly(s), true),
+            None => (
+                Parsed::Malformed("b3 sampling-only value is not 0, 1 or d"),
+                false,
+            ),
         };
     };
-    let Some(trace_id) = TraceId::parse(first) else {
-        return Parsed::Malformed("b3 trace id is not 16 or 32 lower-hex, non-zero");
+    let Some((trace_id, t_lower)) = TraceId::parse_b3_lenient(first) else {
+        return (
+            Parsed::Malformed("b3 trace id is not 16 or 32 hex, non-zero"),
+            false,
+        );
     };
-    let Some(span_id) = SpanId::parse(second) else {
-        return Parsed::Malformed("b3 span id is not 16 lower-hex, non-zero");
+    let Some((span_id, s_lower)) = SpanId::parse_b3_lenient(second) else {
+        return (
+            Parsed::Malformed("b3 span id is not 16 hex, non-zero"),
+            false,
+        );
     };
+    let mut lower = t_lower && s_lower;
     let sampling = match third {
         None => Sampling::Defer,
         Some(f) => match sampling_of(f) {
             Some(s) => s,
-            None => return Parsed::Malformed("b3 sampling state is not 0, 1 or d"),
+            None => {
+                return (
+                    Parsed::Malformed("b3 sampling state is not 0, 1 or d"),
+                    false,
+                )
+            }
         },
     };
     let parent_span_id = match fourth {
         None => None,
-        Some(p) => match SpanId::parse(p) {
-            Some(p) => Some(p),
-            None => return Parsed::Malformed("b3 parent span id is not 16 lower-hex, non-zero"),
+        Some(p) => match SpanId::parse_b3_lenient(p) {
+            Some((p, p_lower)) => {
+                lower &= p_lower;
+                Some(p)
+            }
+            None => {
+                return (
+                    Parsed::Malformed("b3 parent span id is not 16 hex, non-zero"),
+                    false,
+                )
+            }
         },
     };
-    Parsed::Context(TraceContext {
-        trace_id,
-        span_id,
-        parent_span_id,
-        sampling,
-        random: false,
-    })
+    (
+        Parsed::Context(TraceContext {
+            trace_id,
+            span_id,
+            parent_span_id,
+            sampling,
+            random: false,
+        }),
+        lower,
+    )
 }
 
 /// The `x-b3-*` headers for `ctx`: (name, Some(value)) to set, (name, None) to remove.
@@ -254,6 +322,28 @@ pub fn format_single(ctx: &TraceContext) -> String {
         p.push_hex(&mut out);
     }
     out
+}
+
+/// `X-B3-Sampled` read as the B3 spec asks a lenient reader to ("implementations should accept
+/// `true|false`", never send them) and as Envoy and OpenTelemetry do (`docs/b3-leniency.md`):
+/// `Some((sampled, canonical))`, `canonical` false for `true`/`false` (to be written `1`/`0`).
+/// Other values (`True`, `2`) are refused: the two readers disagree on them.
+pub fn sampled_lenient(v: &[u8]) -> Option<(bool, bool)> {
+    match v {
+        b"1" => Some((true, true)),
+        b"0" => Some((false, true)),
+        b"true" => Some((true, false)),
+        b"false" => Some((false, false)),
+        _ => None,
+    }
+}
+
+/// `X-B3-Flags` read as Envoy and OpenTelemetry read it: `1` is debug; any other value is ignored,
+/// not fatal (the B3 spec: "no implementation treats it as a bit field"). Returns
+/// `(debug, canonical)`; not canonical means the header is dropped when the filter writes B3.
+pub fn flags_lenient(v: &[u8]) -> (bool, bool) {
+    let debug = v == b"1";
+    (debug, debug)
 }
 
 #[cfg(test)]
@@ -325,8 +415,7 @@ mod tests {
 
     #[test]
     fn multi_malformed() {
-        let bad_trace: [&[u8]; 7] = [
-            b"463AC35C9F6413AD48485A3953BB6124",
+        let bad_trace: [&[u8]; 6] = [
             b"463ac35c9f6413ad48485a3953bb612",
             b"463ac35c9f6413ad48485a3953bb61245",
             b"00000000000000000000000000000000",
@@ -340,11 +429,7 @@ mod tests {
                 "{t:?}"
             );
         }
-        for s in [
-            &b"0000000000000000"[..],
-            b"A2FB4A1D1A96D312",
-            b"a2fb4a1d1a96d31",
-        ] {
+        for s in [&b"0000000000000000"[..], b"a2fb4a1d1a96d31"] {
             assert!(matches!(
                 parse_multi(&multi(Some(T32), Some(s))),
                 Parsed::Malformed(_)
@@ -370,9 +455,18 @@ mod tests {
         let mut h = multi(Some(T32), Some(S));
         h.sampled = Some(b"2");
         assert!(matches!(parse_multi(&h), Parsed::Malformed(_)));
-        let mut h = multi(Some(T32), Some(S));
+        // Upper case, true/false, another x-b3-flags: read as Envoy and OpenTelemetry read them,
+        // but not canonical.
+        let mut h = multi(
+            Some(b"463AC35C9F6413AD48485A3953BB6124"),
+            Some(b"A2FB4A1D1A96D312"),
+        );
         h.flags = Some(b"2");
-        assert!(matches!(parse_multi(&h), Parsed::Malformed(_)));
+        h.sampled = Some(b"true");
+        let (p, canonical) = read_multi(&h);
+        assert_eq!(ctx(p).sampling, Sampling::Accept);
+        assert!(!canonical);
+        assert!(read_multi(&multi(Some(T32), Some(S))).1);
     }
 
     #[test]
@@ -409,7 +503,6 @@ mod tests {
             b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90-1",
             // Parent without a sampling state is not in the grammar.
             b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-05e3ac9a4f6e3b90",
-            b"80F198EE56343BA864FE8B2A57D3EFF7-e457b5a2e4d86bd1-1",
             b"00000000000000000000000000000000-e457b5a2e4d86bd1-1",
             b"80f198ee56343ba864fe8b2a57d3eff7-0000000000000000-1",
             b"\xff\xfe-\x00",
@@ -461,5 +554,19 @@ mod tests {
         ));
         c.sampling = Sampling::Defer;
         assert_eq!(format_single(&c), "64fe8b2a57d3eff7-e457b5a2e4d86bd1");
+    }
+    #[test]
+    fn sampling_headers_read_leniently() {
+        assert_eq!(sampled_lenient(b"1"), Some((true, true)));
+        assert_eq!(sampled_lenient(b"0"), Some((false, true)));
+        assert_eq!(sampled_lenient(b"true"), Some((true, false)));
+        assert_eq!(sampled_lenient(b"false"), Some((false, false)));
+        for bad in [&b""[..], b"True", b"FALSE", b"2", b"d", b" 1", b"\xff"] {
+            assert_eq!(sampled_lenient(bad), None, "{bad:?}");
+        }
+        assert_eq!(flags_lenient(b"1"), (true, true));
+        for ignored in [&b"0"[..], b"2", b"3", b"", b"debug", b"\xff"] {
+            assert_eq!(flags_lenient(ignored), (false, false), "{ignored:?}");
+        }
     }
 }

@@ -91,6 +91,9 @@ pub struct Decision {
     pub malformed: Vec<(&'static str, &'static str)>,
     /// Valid formats disagreed; the one first in `precedence` won.
     pub conflict: bool,
+    /// The context that went on was read leniently (upper-case B3 ids, `true`/`false`, an
+    /// ignored `x-b3-flags`) and is written back in canonical form.
+    pub normalised: bool,
     /// The trace id the caller may be told: the trace this request's spans end up in (or, where
     /// no span is made on this hop, the one the next hop joins). `None` when it cannot be known
     /// before the response (Envoy's tracer starts a new trace).
@@ -132,18 +135,31 @@ impl Incoming {
         self.states.get(f.index()).unwrap_or(&Extracted::ABSENT)
     }
 
+    fn normalised(&self) -> bool {
+        self.winner.is_some_and(|(f, _)| self.state(f).lenient)
+    }
+
     /// Step 2: the context that goes on, and how it came.
     fn resolve(&self, s: &Settings, ids: &mut impl IdSource) -> (TraceContext, Source) {
         match self.winner {
             // A deferred decision is the receiver's to make (B3 spec): this filter makes it, so
             // every format carries the same one, rather than W3C reading "not sampled" into it.
-            Some((f, c)) if c.sampling == Sampling::Defer => (
-                TraceContext {
-                    sampling: sample(s, ids),
-                    ..c
-                },
-                Source::of(f),
-            ),
+            // Where another format names the same position with a decision, that one is taken:
+            // a `traceparent` never gets another sampled flag under its old parent-id.
+            Some((f, c)) if c.sampling == Sampling::Defer => {
+                let sibling = self.states.iter().find_map(|e| {
+                    e.context()
+                        .filter(|o| o.same_position(&c) && o.sampling != Sampling::Defer)
+                        .map(|o| o.sampling)
+                });
+                (
+                    TraceContext {
+                        sampling: sibling.unwrap_or_else(|| sample(s, ids)),
+                        ..c
+                    },
+                    Source::of(f),
+                )
+            }
             Some((f, c)) => (c, Source::of(f)),
             None => {
                 let sampling = s
@@ -209,6 +225,7 @@ pub fn decide(h: &TraceHeaders, s: &Settings, mode: Mode, ids: &mut impl IdSourc
         edits,
         malformed,
         conflict: incoming.conflict,
+        normalised: incoming.normalised(),
         report,
     }
 }
@@ -311,6 +328,7 @@ fn beside_tracer(
         context,
         source,
         edits,
+        normalised: incoming.normalised(),
         malformed: incoming.malformed,
         conflict: incoming.conflict,
         report: joined.map(TraceId::new_128),
@@ -502,7 +520,7 @@ mod tests {
     fn malformed_everything_is_replaced_and_reported() {
         let d = run(
             &[
-                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb612"),
                 ("x-b3-spanid", S),
                 ("b3", "garbage"),
                 (
@@ -516,7 +534,7 @@ mod tests {
         assert_eq!(d.source, Source::Repaired);
         assert_eq!(d.malformed.len(), 3, "{:?}", d.malformed);
         let t = set(&d, "x-b3-traceid").unwrap().unwrap();
-        assert_ne!(t, "463AC35C9F6413AD48485A3953BB6124");
+        assert_ne!(t, "463ac35c9f6413ad48485a3953bb612");
         assert!(set(&d, "traceparent").unwrap().unwrap().contains(&t));
         assert_eq!(
             set(&d, "b3"),
@@ -690,16 +708,17 @@ mod tests {
             &Config::default(),
         );
         assert_eq!(set(&d, "tracestate"), None);
-        // traceparent updated (a future version downgraded): only a valid list goes on.
+        // traceparent updated (a future version downgraded): rebuilt from its valid members,
+        // the first of a key kept.
         let d = run(
             &[
                 ("traceparent", &TP.replacen("00", "01", 1)),
-                ("tracestate", "a=1"),
-                ("tracestate", "a=2"),
+                ("tracestate", "a=1,Bad Key=x"),
+                ("tracestate", "a=2,b=3"),
             ],
             &Config::default(),
         );
-        assert_eq!(set(&d, "tracestate"), Some(None));
+        assert_eq!(set(&d, "tracestate"), Some(Some("a=1,b=3".into())));
         assert_eq!(d.malformed.len(), 1);
         let d = run(
             &[
@@ -763,6 +782,49 @@ mod tests {
         assert_eq!(d.source, Source::Injected);
         assert!(d.malformed.is_empty(), "not read: not input");
         assert_eq!(set(&d, "traceparent"), Some(None));
+    }
+
+    #[test]
+    fn b3_read_as_the_ecosystem_reads_it_and_written_canonically() {
+        let d = run(
+            &[
+                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
+                ("x-b3-spanid", "A2FB4A1D1A96D312"),
+                ("x-b3-sampled", "true"),
+                ("x-b3-flags", "0"),
+            ],
+            &Config::default(),
+        );
+        assert_eq!(d.source, Source::B3Multi);
+        assert!(d.normalised && d.malformed.is_empty());
+        assert_eq!(set(&d, "x-b3-traceid"), Some(Some(T32.into())));
+        assert_eq!(set(&d, "x-b3-spanid"), Some(Some(S.into())));
+        assert_eq!(set(&d, "x-b3-sampled"), Some(Some("1".into())));
+        assert_eq!(set(&d, "x-b3-flags"), Some(None), "ignored, so dropped");
+        let d = run(
+            &[("b3", &format!("{}-{S}-1", T32.to_uppercase()))],
+            &Config::default(),
+        );
+        assert_eq!(d.source, Source::B3Single);
+        assert_eq!(set(&d, "x-b3-traceid"), Some(Some(T32.into())));
+    }
+
+    #[test]
+    fn a_deferred_decision_takes_the_one_of_the_same_position() {
+        // B3 defers; the traceparent of the same position says "not sampled": that decision is
+        // taken, so the traceparent goes on as it came (never its parent-id with another flag).
+        let tp = format!("00-{T32}-{S}-00");
+        let d = run(
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", &tp),
+            ],
+            &Config::default(),
+        );
+        assert_eq!(d.context.sampling, Sampling::Deny);
+        assert_eq!(set(&d, "traceparent"), None);
+        assert_eq!(set(&d, "x-b3-sampled"), Some(Some("0".into())));
     }
 
     /// Issue 11's bug: a format outside `precedence` flowed on beside the filter's context.
@@ -836,7 +898,10 @@ mod tests {
             false,
         );
         assert_eq!(d.report.map(|t| t.to_hex32()).as_deref(), Some(T32));
-        assert_eq!(d.malformed.len(), 1, "still counted as malformed input");
+        assert!(
+            d.malformed.is_empty() && d.normalised,
+            "read leniently, as Envoy does"
+        );
     }
 
     #[test]
@@ -936,12 +1001,14 @@ mod tests {
         );
         assert_eq!(check(&[]), None, "a tracer would start its own trace");
         assert_eq!(check(&[("traceparent", TP)]), None);
+        // Upper case: the filter continues it as Envoy's tracer does, so the id holds.
         assert_eq!(
             check(&[
                 ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
                 ("x-b3-spanid", S)
-            ]),
-            None
+            ])
+            .as_deref(),
+            Some(T32)
         );
         assert!(
             check(&[("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)]).is_some(),

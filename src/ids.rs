@@ -38,6 +38,20 @@ impl TraceId {
         TraceId::parse(s)
     }
 
+    /// B3 as Envoy's Zipkin tracer and OpenTelemetry's B3 propagator read it
+    /// (`docs/b3-leniency.md`): 16 or 32 hex digits of either case, never all zero. Returns the
+    /// id and whether it was already canonical (lower case), so the caller knows to rewrite it.
+    /// Lengths stay strict: OpenTelemetry refuses any other, and so does the B3 spec.
+    pub fn parse_b3_lenient(s: &[u8]) -> Option<(Self, bool)> {
+        let wide = match s.len() {
+            32 => true,
+            16 => false,
+            _ => return None,
+        };
+        let (value, canonical) = parse_any_case_hex(s)?;
+        (value != 0).then_some((TraceId { value, wide }, canonical))
+    }
+
     /// Same trace, whatever width it was written in.
     pub fn same_trace(&self, other: &TraceId) -> bool {
         self.value == other.value
@@ -78,6 +92,16 @@ impl SpanId {
         }
         let value = parse_lower_hex(s)?;
         (value != 0).then_some(SpanId(value as u64))
+    }
+
+    /// `x-b3-spanid` read leniently, like [`TraceId::parse_b3_lenient`]: exactly 16 hex digits
+    /// of either case, non-zero; and whether it was already lower case.
+    pub fn parse_b3_lenient(s: &[u8]) -> Option<(Self, bool)> {
+        if s.len() != 16 {
+            return None;
+        }
+        let (value, canonical) = parse_any_case_hex(s)?;
+        (value != 0).then_some((SpanId(value as u64), canonical))
     }
 
     pub fn to_hex(self) -> String {
@@ -133,6 +157,28 @@ pub(crate) fn parse_lower_hex(s: &[u8]) -> Option<u128> {
         v = (v << 4) | u128::from(d);
     }
     Some(v)
+}
+
+/// Hex digits of either case, at most 32; and whether all were lower case (canonical).
+fn parse_any_case_hex(s: &[u8]) -> Option<(u128, bool)> {
+    if s.is_empty() || s.len() > 32 {
+        return None;
+    }
+    let mut v: u128 = 0;
+    let mut canonical = true;
+    for &c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => {
+                canonical = false;
+                c - b'A' + 10
+            }
+            _ => return None,
+        };
+        v = (v << 4) | u128::from(d);
+    }
+    Some((v, canonical))
 }
 
 /// Source of fresh ids. Implemented by the filter over `rand` (seeded by WASI `random_get`), and
@@ -288,5 +334,61 @@ mod tests {
         assert!(a.wide);
         let u = rng.unit();
         assert!((0.0..1.0).contains(&u));
+    }
+    #[test]
+    fn b3_ids_read_leniently_as_envoy_and_opentelemetry_do() {
+        let (t, canonical) =
+            TraceId::parse_b3_lenient(b"463AC35C9F6413AD48485A3953BB6124").unwrap();
+        assert!(!canonical);
+        assert!(t.wide);
+        assert_eq!(
+            t.to_b3(),
+            "463ac35c9f6413ad48485a3953bb6124",
+            "written lower case"
+        );
+        assert_eq!(
+            TraceId::parse_b3_lenient(b"463ac35c9f6413ad48485a3953bb6124"),
+            Some((
+                TraceId::parse(b"463ac35c9f6413ad48485a3953bb6124").unwrap(),
+                true
+            ))
+        );
+        let (t, canonical) = TraceId::parse_b3_lenient(b"48485a3953BB6124").unwrap();
+        assert!(!canonical && !t.wide);
+        assert_eq!(t.to_b3(), "48485a3953bb6124");
+        assert_eq!(t.to_hex32(), "000000000000000048485a3953bb6124");
+        for bad in [
+            &b""[..],
+            b"48485A3953BB612",
+            b"48485A3953BB61245",
+            b"0x48485a3953bb6124",
+            b"0x48485a3953bb61",
+            b"0000000000000000",
+            b"00000000000000000000000000000000",
+            b"48485a3953bb612G",
+            b"+8485a3953bb6124",
+            b" 48485a3953bb6124",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(TraceId::parse_b3_lenient(bad), None, "{bad:?}");
+        }
+
+        assert_eq!(
+            SpanId::parse_b3_lenient(b"A2FB4A1D1A96D312"),
+            Some((SpanId(0xa2fb4a1d1a96d312), false))
+        );
+        assert_eq!(
+            SpanId::parse_b3_lenient(b"a2fb4a1d1a96d312"),
+            Some((SpanId(0xa2fb4a1d1a96d312), true))
+        );
+        for bad in [
+            &b""[..],
+            b"A2FB4A1D1A96D31",
+            b"463ac35c9f6413ad48485a3953bb6124",
+            b"0000000000000000",
+            b"a2fb4a1d1a96d31z",
+        ] {
+            assert_eq!(SpanId::parse_b3_lenient(bad), None, "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,8 @@ pub struct LogRecord<'a> {
     pub sampled: Option<bool>,
     /// How the context arrived: `b3`, `b3-single`, `w3c`, `injected`, `repaired`.
     pub context: &'a str,
+    /// The context was read leniently and went on in canonical form.
+    pub normalised: bool,
     pub workload: &'a Workload,
     pub method: Option<&'a str>,
     pub path: Option<&'a str>,
@@ -57,6 +59,10 @@ impl LogRecord<'_> {
         });
         key(&mut out, "context");
         push_json_str(&mut out, self.context);
+        if self.normalised {
+            key(&mut out, "normalised");
+            out.push_str("true");
+        }
         for (k, v) in self.workload.fields() {
             key(&mut out, k);
             push_json_str(&mut out, v);
@@ -142,6 +148,7 @@ mod tests {
             span_id: Some("a2fb4a1d1a96d312".into()),
             sampled: Some(true),
             context: "b3",
+            normalised: false,
             workload: &w,
             method: Some("GET"),
             path: Some(loggable_path("/cart?token=secret", false)),
@@ -174,6 +181,7 @@ mod tests {
             span_id: None,
             sampled: None,
             context: "injected",
+            normalised: false,
             workload: &w,
             method: None,
             path: Some("/a\"b\\c\n\u{1}"),

@@ -43,6 +43,7 @@ pub struct Metrics {
     /// By `Source::ALL` position: `requests.b3`, `.b3_single`, `.w3c`, `.injected`, `.repaired`.
     by_source: [Counter; 5],
     pub malformed: Counter,
+    pub normalised: Counter,
     pub conflicts: Counter,
     pub config_rejected: Counter,
     pub tracer_detected: Counter,
@@ -58,6 +59,7 @@ impl Metrics {
         Metrics {
             by_source: Source::ALL.map(|s| c(&format!("requests.{}", s.counter()))),
             malformed: c("malformed"),
+            normalised: c("normalised"),
             conflicts: c("conflicts"),
             config_rejected: c("config_rejected"),
             tracer_detected: c("tracer_detected"),
@@ -76,6 +78,7 @@ impl Metrics {
     pub fn flush(&self, host: &impl Host) {
         for c in self.by_source.iter().chain([
             &self.malformed,
+            &self.normalised,
             &self.conflicts,
             &self.config_rejected,
             &self.tracer_detected,

@@ -13,12 +13,16 @@ pub struct Extracted {
     /// The headers are exactly what `inject` would write for the parsed value: not repeated, not
     /// a future version, not a lenient spelling. Only then may they be left untouched.
     pub exact: bool,
+    /// A valid context read leniently (upper-case B3 ids, `true`/`false`, ignored flags), as
+    /// Envoy and OpenTelemetry read it: continued, and written back in canonical form.
+    pub lenient: bool,
 }
 
 impl Extracted {
     pub const ABSENT: Extracted = Extracted {
         parsed: Parsed::Absent,
         exact: true,
+        lenient: false,
     };
 
     pub fn context(&self) -> Option<&TraceContext> {

@@ -89,6 +89,9 @@ impl RequestFilter {
         if d.conflict {
             m.conflicts.bump();
         }
+        if d.normalised {
+            m.normalised.bump();
+        }
         // Span tags, where a tracer reports a span: known, or (undecided) Envoy marked the
         // request as traced. Elsewhere nobody reads them, and five host calls per request are
         // the biggest cost of the default configuration.
@@ -188,6 +191,7 @@ impl RequestFilter {
             span_id,
             sampled,
             context: d.source.name(),
+            normalised: d.normalised,
             workload: &plugin.workload,
             method: line.and_then(|p| p.get_str(":method")),
             path: line

@@ -5,10 +5,6 @@ use crate::headers::{Edit, TraceHeaders, TRACEPARENT, TRACESTATE};
 use crate::ids::{parse_lower_hex, SpanId, TraceId};
 use crate::propagator::{Extracted, Propagator};
 
-/// `sampled` and (Level 2) `random`: the only trace-flags with a meaning; writers zero the rest.
-const FLAG_SAMPLED: u128 = 0x01;
-const FLAG_RANDOM: u128 = 0x02;
-
 /// W3C Trace Context: `traceparent`, and `tracestate` beside it (see `tracestate_edit`).
 pub struct W3c;
 
@@ -32,15 +28,19 @@ impl Propagator for W3c {
             Some(_) if h.traceparent_repeated => Extracted {
                 parsed: Parsed::Malformed("traceparent appears more than once"),
                 exact: false,
+                lenient: false,
             },
+            // Strict: the W3C suite checks that upper case and the like are refused.
             Some(v) => match parse_traceparent(v) {
                 Ok(tp) => Extracted {
                     parsed: Parsed::Context(tp.context),
                     exact: tp.canonical,
+                    lenient: false,
                 },
                 Err(why) => Extracted {
                     parsed: Parsed::Malformed(why),
                     exact: false,
+                    lenient: false,
                 },
             },
         }
@@ -74,7 +74,7 @@ pub enum TraceparentFate {
 
 /// `tracestate` belongs to the `traceparent` it came with (Recommendation §3.3): it goes on
 /// byte for byte while that `traceparent` does, goes with it when it is replaced, and, where it
-/// was updated, only while its list is valid. Returns the edit, with the reason when the
+/// was updated, rebuilt from its valid members. Returns the edit, with the reason when the
 /// tracestate itself was malformed.
 pub fn tracestate_edit(
     h: &TraceHeaders,
@@ -88,11 +88,17 @@ pub fn tracestate_edit(
         // MUST NOT be modified as well."
         TraceparentFate::Unchanged => None,
         TraceparentFate::Replaced => Some((Edit::remove(TRACESTATE), None)),
+        // Rewritten: valid members kept, the rest dropped, truncated by the Recommendation's
+        // rules; unchanged when that changes nothing.
         TraceparentFate::Updated => {
             let combined = h.tracestate.join(&b","[..]);
-            match validate_tracestate(&combined) {
-                Ok(()) => None,
-                Err(why) => Some((Edit::remove(TRACESTATE), Some(why))),
+            let valid = validate_tracestate(&combined);
+            match rebuild_tracestate(&h.tracestate) {
+                Some(v) if valid.is_ok() && h.tracestate.len() == 1 && v.as_bytes() == combined => {
+                    None
+                }
+                Some(v) => Some((Edit::set(TRACESTATE, v), valid.err())),
+                None => Some((Edit::remove(TRACESTATE), valid.err())),
             }
         }
     }
@@ -151,12 +157,12 @@ pub fn parse_traceparent(v: &[u8]) -> Result<Traceparent, &'static str> {
             trace_id,
             span_id,
             parent_span_id: None,
-            sampling: if flags & FLAG_SAMPLED != 0 {
+            sampling: if flags & u128::from(FLAG_SAMPLED) != 0 {
                 Sampling::Accept
             } else {
                 Sampling::Deny
             },
-            random: flags & FLAG_RANDOM != 0,
+            random: flags & u128::from(FLAG_RANDOM) != 0,
         },
         canonical: version == 0,
     })
@@ -242,6 +248,99 @@ fn valid_value(v: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// W3C Trace Context Level 2 (sections cited by title: numbers differ between editions),
+/// "trace-flags" / "Sampled flag": the `sampled` bit.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// "Random Trace ID Flag": set when at least the right-most 7 bytes of the trace-id
+/// are random. Every trace id this filter generates is 128 random bits.
+pub const FLAG_RANDOM: u8 = 0x02;
+/// The flags this filter understands; "Other Flags": "Vendors MUST set those to zero" on a
+/// `traceparent` they write.
+pub const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
+
+/// "tracestate Limits" (under "Combined Header Value"; §3.3.1.3 in the Level 2 draft the issue
+/// cites): "Vendors SHOULD propagate at least 512 characters of a combined header. This length
+/// includes commas required to separate list items and optional white space".
+pub const TRACESTATE_TRUNCATE_TO: usize = 512;
+/// "tracestate Limits": "Entries larger than `128` characters long SHOULD be removed first."
+const TRACESTATE_LARGE_ENTRY: usize = 128;
+
+/// The `tracestate` to send with a `traceparent` the filter writes new or changes, from the
+/// incoming `tracestate` header lines (several lines are one list, RFC 9110 §5.3, as "tracestate
+/// Header Field Values" requires). `None` when nothing is left (same section: vendors "SHOULD
+/// avoid sending" an empty one).
+///
+/// By the Recommendation:
+/// - "tracestate Header Field Values" (list, Key, Value): each member is `key=value` by the ABNF;
+///   OWS around members and empty members are dropped (they carry nothing). The processing model
+///   ("A traceparent is Received", step 3): "Invalid `tracestate` entries MAY also be
+///   discarded": invalid members go, the rest stay.
+/// - "Combined Header Value": a key appears once ("Mutating the tracestate Field": vendors "MAY
+///   also discard duplicate keys"); the first (left-most, most recent) member of a key is kept,
+///   later duplicates dropped.
+/// - "tracestate Header Field Values": at most 32 list-members; beyond that "the right-most
+///   `list-member` should be removed".
+/// - "tracestate Limits": truncation to 512 characters (commas included) removes whole entries:
+///   "Entries larger than `128` characters long SHOULD be removed first. Then entries SHOULD be
+///   removed starting from the end of `tracestate`." Large entries go right-most first, and only
+///   as many as needed, so the least is lost.
+///
+/// Not for pass-through: where the `traceparent` goes on unchanged, `tracestate` "MUST NOT be
+/// modified" ("Mutating the traceparent Field") and is forwarded byte for byte instead.
+pub fn rebuild_tracestate(lines: &[&[u8]]) -> Option<String> {
+    let mut members: Vec<(&[u8], &[u8])> = Vec::new();
+    for line in lines {
+        for member in line.split(|&c| c == b',') {
+            let member = trim_ows(member);
+            let Some(eq) = member.iter().position(|&c| c == b'=') else {
+                continue;
+            };
+            let (key, value) = (member.get(..eq), member.get(eq + 1..));
+            let (Some(key), Some(value)) = (key, value) else {
+                continue;
+            };
+            if !valid_key(key) || !valid_value(value) {
+                continue;
+            }
+            if members.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            if members.len() == MAX_TRACESTATE_MEMBERS {
+                break;
+            }
+            members.push((key, member));
+        }
+    }
+    let combined_len = |m: &[(&[u8], &[u8])]| -> usize {
+        m.iter().map(|(_, e)| e.len()).sum::<usize>() + m.len().saturating_sub(1)
+    };
+    while combined_len(&members) > TRACESTATE_TRUNCATE_TO {
+        match members
+            .iter()
+            .rposition(|(_, e)| e.len() > TRACESTATE_LARGE_ENTRY)
+        {
+            Some(i) => {
+                members.remove(i);
+            }
+            None => {
+                members.pop();
+            }
+        }
+    }
+    if members.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(combined_len(&members));
+    for (i, (_, entry)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Valid members are printable ASCII (checked above): never lossy.
+        out.push_str(&String::from_utf8_lossy(entry));
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -356,5 +455,140 @@ mod tests {
         assert!(validate_tracestate(long_key.as_bytes()).is_err());
         let long_value = format!("k={}", "v".repeat(257));
         assert!(validate_tracestate(long_value.as_bytes()).is_err());
+    }
+    #[test]
+    fn trace_flags_level_2() {
+        // Parsed: sampled and random read; other bits (here 0xfc) not kept when rewritten.
+        let tp =
+            parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap();
+        assert!(tp.context.random && tp.context.sampling.sampled());
+        assert!(format_traceparent(&tp.context).ends_with("-03"));
+        let mut c = parse_traceparent(TP).unwrap().context;
+        assert!(!c.random);
+        c.sampling = Sampling::Deny;
+        assert!(format_traceparent(&c).ends_with("-00"));
+        c.random = true;
+        assert!(format_traceparent(&c).ends_with("-02"));
+    }
+
+    fn rebuilt(lines: &[&str]) -> Option<String> {
+        let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        rebuild_tracestate(&lines)
+    }
+
+    #[test]
+    fn rebuilt_tracestate_keeps_valid_members_in_order() {
+        assert_eq!(rebuilt(&[]), None);
+        assert_eq!(rebuilt(&[""]), None);
+        assert_eq!(rebuilt(&[" , ,\t"]), None);
+        assert_eq!(
+            rebuilt(&["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"]).as_deref(),
+            Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+        );
+        // Several lines are one list; OWS and empty members go; leading spaces of a value stay.
+        assert_eq!(
+            rebuilt(&["rojo=1 ,, ", "\tcongo=  2 ", "a@b=3"]).as_deref(),
+            Some("rojo=1,congo=  2,a@b=3")
+        );
+    }
+
+    #[test]
+    fn rebuilt_tracestate_drops_invalid_members_and_later_duplicates() {
+        assert_eq!(
+            rebuilt(&["foo=1,foo=1"]).as_deref(),
+            Some("foo=1"),
+            "a repeated member is one"
+        );
+        assert_eq!(
+            rebuilt(&["foo=1", "bar=2,foo=2"]).as_deref(),
+            Some("foo=1,bar=2"),
+            "the left-most of a key wins"
+        );
+        assert_eq!(
+            rebuilt(&["Foo=1,ok=1,novalue,empty=,x=a=b,sp ace=1,tab=a\tb,ok2=caf\u{e9}"])
+                .as_deref(),
+            Some("ok=1")
+        );
+        assert_eq!(rebuilt(&["BAD=1"]), None);
+        let long_key = format!("{}=v,ok=1", "k".repeat(257));
+        assert_eq!(rebuilt(&[&long_key]).as_deref(), Some("ok=1"));
+        let max_key = format!("{}=v", "k".repeat(256));
+        assert_eq!(rebuilt(&[&max_key]).as_deref(), Some(max_key.as_str()));
+        // Invalid bytes never make it through, nor panic.
+        let raw: &[&[u8]] = &[b"a=\xff\xfe,b=1", b"\xc3\xa9=1"];
+        assert_eq!(rebuild_tracestate(raw).as_deref(), Some("b=1"));
+    }
+
+    #[test]
+    fn rebuilt_tracestate_keeps_at_most_32_members_the_left_most() {
+        let members: Vec<String> = (0..40).map(|i| format!("k{i}=v")).collect();
+        let out = rebuilt(&[&members.join(",")]).unwrap();
+        assert_eq!(out, members[..32].join(","));
+        // Invalid and duplicate members do not count towards the 32.
+        let mut with_junk = vec!["k0=dup".to_string(), "BAD=x".to_string()];
+        with_junk.splice(0..0, members[..32].iter().cloned());
+        assert_eq!(
+            rebuilt(&[&with_junk.join(",")]).unwrap(),
+            members[..32].join(",")
+        );
+    }
+
+    #[test]
+    fn rebuilt_tracestate_truncates_whole_entries_to_512() {
+        // Exactly 512: untouched.
+        let e = |k: &str, n: usize| format!("{k}={}", "v".repeat(n - k.len() - 1));
+        let four: Vec<String> = ["a", "b", "c", "d"].iter().map(|k| e(k, 127)).collect();
+        let exact = four.join(","); // 4*127 + 3 = 511
+        assert_eq!(exact.len(), 511);
+        let exact512 = format!("{exact},{}", "z=");
+        assert_eq!(rebuilt(&[&exact]).as_deref(), Some(exact.as_str()));
+        assert_eq!(
+            rebuilt(&[&exact512]).as_deref(),
+            Some(exact.as_str()),
+            "z= is invalid"
+        );
+        let at512 = format!("{},{}", four[..3].join(","), e("d", 128));
+        assert_eq!(at512.len(), 512);
+        assert_eq!(rebuilt(&[&at512]).as_deref(), Some(at512.as_str()));
+
+        // Over 512: entries over 128 characters go first, right-most first, only as needed.
+        let big1 = e("big1", 200);
+        let big2 = e("big2", 200);
+        let small: Vec<String> = (0..10).map(|i| e(&format!("s{i}"), 20)).collect();
+        let list = format!("{big1},{},{big2}", small.join(","));
+        // 200 + 10*21 + 1 + 200 = 611 > 512: dropping big2 (the right-most large) is enough.
+        let out = rebuilt(&[&list]).unwrap();
+        assert_eq!(out, format!("{big1},{}", small.join(",")));
+        assert!(out.len() <= 512);
+
+        // Large entries all gone and still over: then from the end.
+        let many: Vec<String> = (0..30).map(|i| e(&format!("m{i}"), 30)).collect();
+        let list = format!("{},{big1}", many.join(","));
+        let out = rebuilt(&[&list]).unwrap();
+        // 30-character entries: 16 of them take 16*31-1 = 495 characters, 17 would take 526.
+        assert_eq!(out, many[..16].join(","));
+
+        // Two large entries, 519 characters: the right-most large one goes, nothing else.
+        let h = format!("h={}", "v".repeat(255));
+        let i = format!("i={}", "v".repeat(255));
+        let list = format!("a=1,{h},{i}");
+        assert_eq!(list.len(), 519);
+        assert_eq!(rebuilt(&[&list]), Some(format!("a=1,{h}")));
+        // Large entries are removed before small ones, even before a small right-most one.
+        let list = format!("{h},{i},z=1");
+        assert_eq!(rebuilt(&[&list]), Some(format!("{h},z=1")));
+    }
+
+    #[test]
+    fn rebuilt_tracestate_is_valid_by_the_grammar() {
+        for lines in [
+            &["rojo=1,rojo=2,Bad=3"][..],
+            &["a=1", "b=2", "a=3"],
+            &[" x = y "],
+        ] {
+            if let Some(out) = rebuilt(lines) {
+                assert!(validate_tracestate(out.as_bytes()).is_ok(), "{out:?}");
+            }
+        }
     }
 }

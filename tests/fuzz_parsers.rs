@@ -448,6 +448,7 @@ fn assert_valid_edit_value(name: &str, value: &str) {
         h::B3_FLAGS => v == b"1",
         h::B3 => matches!(b3::parse_single(v), Parsed::Context(_)),
         h::TRACEPARENT => w3c::parse_traceparent(v).is_ok_and(|tp| tp.canonical),
+        h::TRACESTATE => !v.is_empty() && w3c::validate_tracestate(v).is_ok(),
         _ => false,
     };
     assert!(
@@ -551,7 +552,7 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
         );
     }
 
-    // No edit forwards a malformed value; tracestate is only ever removed.
+    // No edit forwards a malformed value (a rebuilt tracestate included).
     for e in &d.edits {
         assert!(
             TRACE_HEADER_NAMES.contains(&e.name) && e.name != "x-request-id",
@@ -672,8 +673,10 @@ proptest! {
         match b3::parse_single(&v) {
             Parsed::Context(c) => {
                 assert_valid_context(&c);
-                // Strict grammar: formatting gives back the very bytes.
-                prop_assert_eq!(b3::format_single(&c).into_bytes(), v);
+                // The grammar, ids in either case (as Envoy and OpenTelemetry read them):
+                // formatting gives back the very bytes, lower-cased.
+                prop_assert_eq!(b3::format_single(&c).into_bytes(), v.to_ascii_lowercase());
+                prop_assert_eq!(b3::read_single(&v).1, v == v.to_ascii_lowercase());
             }
             Parsed::SamplingOnly(_) => prop_assert!(v == b"0" || v == b"1" || v == b"d"),
             Parsed::Malformed(why) => prop_assert!(!why.is_empty()),
@@ -952,7 +955,12 @@ proptest! {
         // removes, and reports the joined trace (or nothing, for a root it cannot know).
         let outcome = kind.predict(&h).outcome;
         if outcome != Outcome::NoSpan {
-            prop_assert!(d.edits.iter().all(|e| e.value.is_none()), "{:?}", d.edits);
+            // (A tracestate the tracer carries on with its traceparent may be rebuilt.)
+            prop_assert!(
+                d.edits.iter().all(|e| e.value.is_none() || e.name == h::TRACESTATE),
+                "{:?}",
+                d.edits
+            );
             prop_assert_eq!(d.report.map(|t| t.value), outcome.trace_id());
         }
         // Undecided: planned as a plain hop; it reports the plain hop's id or nothing.

@@ -9,6 +9,8 @@ pub use trace_inject_devtools::echo::{EchoServer, RecordedRequest};
 pub use trace_inject_devtools::envoy::{free_port, Envoy, EnvoyBuilder};
 pub use trace_inject_devtools::http::{self, Response};
 
+pub mod oracle;
+
 pub const WASM: &str = "dist/trace_inject.wasm";
 
 /// Every request header the filter reads as a trace context.
