@@ -13,10 +13,16 @@ pub struct Config {
     /// Which incoming format wins when several valid ones disagree; formats not listed are not
     /// read. Default: `b3` single before multi (the B3 spec's rule, and Envoy's), then `w3c`.
     pub precedence: Vec<Format>,
-    /// Formats written on every request.
+    /// Formats written on every request; `[]`: no trace context leaves this filter (an egress).
     pub outputs: Vec<Format>,
     /// Share of new traces (no incoming decision) marked sampled, 0–100.
     pub sampling_percent: f64,
+    /// Whose incoming context is continued: `all`, `internal` (Envoy marked the request
+    /// internal, or it came over mTLS from the mesh), `none` (every request starts a trace).
+    pub trust_incoming: TrustIncoming,
+    /// `decide`: new traces are sampled here by `sampling_percent`; `defer`: they carry no
+    /// decision, and the next tracer makes it (B3's deferred state).
+    pub new_trace_sampling: NewTraceSampling,
     /// Response header carrying the trace id back to the caller; `null` turns it off.
     pub response_header: Option<String>,
     /// Whether Envoy's own tracer runs on this hop (see README "How it works with Envoy's tracer").
@@ -195,11 +201,31 @@ impl ExportConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum TrustIncoming {
+    All,
+    Internal,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewTraceSampling {
+    Decide,
+    Defer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TracerMode {
     /// Detect it from the first requests each worker sees (warns once with the setting to use).
     Auto,
-    /// Envoy's tracer runs on this hop: it owns the ids; the filter keeps headers consistent.
+    /// Envoy's Zipkin tracer runs on this hop (Istio's `zipkin` provider): it owns the ids; the
+    /// filter keeps headers consistent. `envoy_trace_context_option` says whether it reads W3C.
+    Zipkin,
+    /// The same as `zipkin` (the name before the OpenTelemetry tracer was modelled).
     Envoy,
+    /// Envoy's OpenTelemetry tracer runs on this hop (Istio's `opentelemetry` provider): W3C only.
+    OpenTelemetry,
     /// No tracer on this hop: the filter's context is the one that flows.
     None,
 }
@@ -250,6 +276,8 @@ impl Default for Config {
             precedence: vec![Format::B3Single, Format::B3Multi, Format::W3c],
             outputs: vec![Format::B3Multi, Format::W3c],
             sampling_percent: 100.0,
+            trust_incoming: TrustIncoming::All,
+            new_trace_sampling: NewTraceSampling::Decide,
             response_header: Some("x-trace-id".to_string()),
             tracer: TracerMode::Auto,
             envoy_trace_context_option: TraceContextOption::USE_B3,
@@ -314,8 +342,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        distinct_non_empty(&self.precedence, "precedence")?;
-        distinct_non_empty(&self.outputs, "outputs")?;
+        distinct(&self.precedence, "precedence", false)?;
+        distinct(&self.outputs, "outputs", true)?;
         if !(0.0..=100.0).contains(&self.sampling_percent) {
             return Err(err("sampling_percent", "must be between 0 and 100"));
         }
@@ -331,10 +359,10 @@ impl Config {
         }
         if let Some(e) = &self.export {
             e.validate()?;
-            if self.tracer == TracerMode::Envoy {
+            if !matches!(self.tracer, TracerMode::Auto | TracerMode::None) {
                 return Err(err(
                     "export",
-                    "cannot be used with \"tracer\": \"envoy\": Envoy's tracer reports this hop's spans already",
+                    "cannot be used beside Envoy's tracer (\"tracer\": \"zipkin\", \"envoy\" or \"opentelemetry\"): it reports this hop's spans already",
                 ));
             }
         }
@@ -364,8 +392,8 @@ impl Config {
     }
 }
 
-fn distinct_non_empty(list: &[Format], field: &str) -> Result<(), ConfigError> {
-    if list.is_empty() {
+fn distinct(list: &[Format], field: &str, may_be_empty: bool) -> Result<(), ConfigError> {
+    if list.is_empty() && !may_be_empty {
         return Err(err(
             field,
             "must name at least one of \"b3\", \"b3-single\", \"w3c\"",
@@ -550,7 +578,19 @@ mod tests {
             refused(r#"{"sampling_percent":-1}"#).field,
             "sampling_percent"
         );
-        assert_eq!(refused(r#"{"outputs":[]}"#).field, "outputs");
+        assert_eq!(refused(r#"{"precedence":[]}"#).field, "precedence");
+        assert!(
+            Config::parse(br#"{"outputs":[]}"#).is_ok(),
+            "an egress sends no context"
+        );
+        assert_eq!(
+            refused(r#"{"trust_incoming":"some"}"#).field,
+            "trust_incoming"
+        );
+        assert_eq!(
+            refused(r#"{"new_trace_sampling":true}"#).field,
+            "new_trace_sampling"
+        );
         assert_eq!(refused(r#"{"precedence":["b3","b3"]}"#).field, "precedence");
         assert_eq!(
             refused(r#"{"response_header":"X-Trace-Id"}"#).field,

@@ -16,12 +16,11 @@ pub enum Mode {
     /// No Envoy tracer: the filter's context is the one that flows. With `own_span` the filter
     /// reports a span of its own (export) and takes part in the trace.
     Plain { own_span: bool },
-    /// `tracer: auto`, not known yet: planned as `Plain`, but where Envoy marked the request id
-    /// as traced, only a trace id that holds whether or not `candidate` runs here is reported.
-    Undecided {
-        own_span: bool,
-        candidate: TracerKind,
-    },
+    /// `tracer: auto`, not known yet: planned as `Plain`; but where Envoy marked the request id
+    /// as traced, a tracer (Zipkin, as `zipkin` is configured, or OpenTelemetry: each rewrites
+    /// only its own formats) probably runs, so the filter removes every trace header and writes
+    /// none, tells nothing, and lets whichever tracer runs write the one context.
+    Undecided { own_span: bool, zipkin: TracerKind },
     /// Envoy's tracer runs here: where it makes a span it owns the ids; the filter writes none
     /// and removes what would contradict them.
     Tracer(TracerKind),
@@ -73,24 +72,26 @@ impl Source {
             Format::W3c => Source::W3c,
         }
     }
-
-    /// Whether an incoming context was continued (not a new trace).
-    pub fn continued(self) -> bool {
-        !matches!(self, Source::Injected | Source::Repaired)
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// The context the request carries upstream (beside a tracer that makes a span: the one the
-    /// filter resolved, which the tracer's ids replace).
+    /// The context the filter resolved (beside a tracer that makes a span, the tracer's ids
+    /// replace it upstream).
     pub context: TraceContext,
+    /// The context the filter leaves in the request's headers, if any (what `on_log` compares
+    /// with what the request carried at the end, to learn whether a tracer ran).
+    pub left: Option<TraceContext>,
     pub source: Source,
     pub edits: Vec<Edit>,
     /// Malformed input that was replaced or removed: (header, reason), for the debug log.
     pub malformed: Vec<(&'static str, &'static str)>,
     /// Valid formats disagreed; the one first in `precedence` won.
     pub conflict: bool,
+    /// The caller's context was not trusted (`trust_incoming`): a new trace was started; the
+    /// caller's trace id, when it sent a valid one, is kept for correlation.
+    pub restarted: bool,
+    pub caller_trace_id: Option<TraceId>,
     /// The context that went on was read leniently (upper-case B3 ids, `true`/`false`, an
     /// ignored `x-b3-flags`) and is written back in canonical form.
     pub normalised: bool,
@@ -103,15 +104,24 @@ pub struct Decision {
 /// Step 1: every format's view of the request; the formats in `precedence` are the input.
 struct Incoming {
     states: [Extracted; 3],
+    /// The context that is continued: the first valid in `precedence`, if the caller is trusted.
     winner: Option<(Format, TraceContext)>,
+    /// The format the first valid context came in, trusted or not.
+    arrived: Option<Format>,
+    caller_trace_id: Option<TraceId>,
+    /// An untrusted caller sent a context or a sampling decision, and a new trace replaced it.
+    restarted: bool,
+    trusted: bool,
     malformed: Vec<(&'static str, &'static str)>,
     conflict: bool,
 }
 
 impl Incoming {
-    fn read(h: &TraceHeaders, s: &Settings) -> Incoming {
+    fn read(h: &TraceHeaders, s: &Settings, trusted: bool) -> Incoming {
         let states = propagator::extract_all(h);
-        let winner = propagator::first_context(&states, &s.precedence);
+        let found = propagator::first_context(&states, &s.precedence);
+        // An untrusted caller's context (and sampling decision) is not continued.
+        let winner = found.filter(|_| trusted);
         let mut malformed = Vec::new();
         let mut conflict = false;
         for &f in &s.precedence {
@@ -123,9 +133,19 @@ impl Incoming {
                 _ => {}
             }
         }
+        let decision_sent = s.precedence.iter().any(|f| {
+            matches!(
+                states.get(f.index()).map(|e| &e.parsed),
+                Some(Parsed::SamplingOnly(_) | Parsed::Context(_))
+            )
+        });
         Incoming {
             states,
             winner,
+            arrived: found.map(|(f, _)| f),
+            caller_trace_id: found.filter(|_| !trusted).map(|(_, c)| c.trace_id),
+            restarted: !trusted && decision_sent,
+            trusted,
             malformed,
             conflict,
         }
@@ -162,14 +182,17 @@ impl Incoming {
             }
             Some((f, c)) => (c, Source::of(f)),
             None => {
-                let sampling = s
-                    .precedence
-                    .iter()
-                    .find_map(|f| match self.state(*f).parsed {
+                let sent = s.precedence.iter().filter(|_| self.trusted).find_map(|f| {
+                    match self.state(*f).parsed {
                         Parsed::SamplingOnly(decision) => Some(decision),
                         _ => None,
-                    })
-                    .unwrap_or_else(|| sample(s, ids));
+                    }
+                });
+                let sampling = match sent {
+                    Some(decision) => decision,
+                    None if s.defer_new_traces => Sampling::Defer,
+                    None => sample(s, ids),
+                };
                 let context = TraceContext {
                     trace_id: ids.trace_id(),
                     span_id: ids.span_id(),
@@ -177,10 +200,11 @@ impl Incoming {
                     sampling,
                     random: true,
                 };
-                let source = if self.malformed.is_empty() {
-                    Source::Injected
-                } else {
-                    Source::Repaired
+                // How it arrived, for the log and counters, also when it was not trusted.
+                let source = match self.arrived {
+                    Some(f) => Source::of(f),
+                    None if self.malformed.is_empty() => Source::Injected,
+                    None => Source::Repaired,
                 };
                 (context, source)
             }
@@ -188,9 +212,16 @@ impl Incoming {
     }
 }
 
-/// Decides what the request carries upstream and what the caller is told.
-pub fn decide(h: &TraceHeaders, s: &Settings, mode: Mode, ids: &mut impl IdSource) -> Decision {
-    let incoming = Incoming::read(h, s);
+/// Decides what the request carries upstream and what the caller is told. `trusted`: the
+/// caller may choose the trace (`trust_incoming`, as the adapter judged this request).
+pub fn decide(
+    h: &TraceHeaders,
+    s: &Settings,
+    mode: Mode,
+    trusted: bool,
+    ids: &mut impl IdSource,
+) -> Decision {
+    let incoming = Incoming::read(h, s, trusted);
     let (mut context, source) = incoming.resolve(s, ids);
     let report = match mode {
         Mode::Tracer(kind) => {
@@ -201,31 +232,32 @@ pub fn decide(h: &TraceHeaders, s: &Settings, mode: Mode, ids: &mut impl IdSourc
             // No span, nothing injected: the filter's (repaired) context is what flows.
             Some(context.trace_id)
         }
+        Mode::Undecided { .. } if h.tracer_hint() => {
+            return any_tracer(incoming, context, source, h);
+        }
         Mode::Plain { own_span } | Mode::Undecided { own_span, .. } => {
-            if own_span && source.continued() {
+            if own_span && incoming.winner.is_some() {
                 // The filter's own span, a child of the caller's: the upstream gets its id as the
                 // parent (B3 `x-b3-parentspanid`; W3C "update parent-id"). A new trace's root is
                 // the filter's span already.
                 context.parent_span_id = Some(context.span_id);
                 context.span_id = ids.span_id();
             }
-            match mode {
-                Mode::Undecided { candidate, .. } if h.tracer_hint() => {
-                    report_either_way(context.trace_id, candidate.predict(h).outcome)
-                }
-                _ => Some(context.trace_id),
-            }
+            Some(context.trace_id)
         }
     };
     let mut malformed = incoming.malformed.clone();
     let edits = plan_plain(&incoming, &context, h, s, &mut malformed);
     Decision {
         context,
+        left: (!s.outputs.is_empty()).then_some(context),
         source,
         edits,
         malformed,
         conflict: incoming.conflict,
         normalised: incoming.normalised(),
+        restarted: incoming.restarted,
+        caller_trace_id: incoming.caller_trace_id,
         report,
     }
 }
@@ -253,7 +285,10 @@ fn plan_plain(
         } else if p.present(h) {
             // A bare sampling decision is dropped too: beside a context in another B3 form it
             // makes the next B3 reader (Envoy's Zipkin tracer reads `b3` alone) start a new trace.
-            if same && !state.exact {
+            // With no outputs at all (an egress), nothing goes on.
+            if s.outputs.is_empty() {
+                p.remove(h, &mut edits);
+            } else if same && !state.exact {
                 p.inject(ctx, h, &mut edits);
             } else if !same {
                 p.remove(h, &mut edits);
@@ -326,21 +361,46 @@ fn beside_tracer(
     }
     Decision {
         context,
+        left: None,
         source,
         edits,
         normalised: incoming.normalised(),
+        restarted: false,
+        caller_trace_id: None,
         malformed: incoming.malformed,
         conflict: incoming.conflict,
         report: joined.map(TraceId::new_128),
     }
 }
 
-/// Where it is not yet known whether the tracer runs: the trace id that is right either way (the
-/// request's own context, which the tracer would join, or one the tracer makes no span for).
-fn report_either_way(mine: TraceId, outcome: Outcome) -> Option<TraceId> {
-    match outcome {
-        Outcome::NoSpan => Some(mine),
-        joined => joined.trace_id().filter(|t| *t == mine.value).map(|_| mine),
+/// `auto`, undecided, and Envoy marked the request traced: every trace header goes, none is
+/// written, so whichever tracer runs writes the only context (and where none runs, this one
+/// request carries none; it also proves there is no tracer). Nothing is told: no id holds on
+/// every kind of hop.
+fn any_tracer(
+    incoming: Incoming,
+    context: TraceContext,
+    source: Source,
+    h: &TraceHeaders,
+) -> Decision {
+    let mut edits = Vec::new();
+    for f in Format::ALL {
+        propagator::of(f).remove(h, &mut edits);
+    }
+    if !h.tracestate.is_empty() {
+        edits.push(Edit::remove(crate::headers::TRACESTATE));
+    }
+    Decision {
+        context,
+        left: None,
+        source,
+        edits,
+        normalised: incoming.normalised(),
+        restarted: incoming.restarted,
+        caller_trace_id: incoming.caller_trace_id,
+        malformed: incoming.malformed,
+        conflict: incoming.conflict,
+        report: None,
     }
 }
 
@@ -372,8 +432,121 @@ mod tests {
             &TraceHeaders::collect(pairs),
             &settings,
             mode,
+            true,
             &mut Counter(0),
         )
+    }
+
+    fn untrusted(headers: &[(&str, &str)], cfg: &Config) -> Decision {
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let settings = Settings::from(cfg.clone());
+        let h = TraceHeaders::collect(pairs);
+        decide(
+            &h,
+            &settings,
+            Mode::Plain { own_span: false },
+            false,
+            &mut Counter(0),
+        )
+    }
+
+    #[test]
+    fn an_untrusted_caller_never_chooses_the_trace_nor_the_sampling() {
+        let cfg = Config {
+            sampling_percent: 0.0,
+            ..Config::default()
+        };
+        for headers in [
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("x-b3-flags", "1"),
+            ][..],
+            &[("b3", &*format!("{T32}-{S}-d"))],
+            &[
+                ("traceparent", &*format!("00-{T32}-{S}-01")),
+                ("tracestate", "a=1"),
+            ],
+            &[("b3", "1")],
+        ] {
+            let d = untrusted(headers, &cfg);
+            assert!(d.restarted, "{headers:?}");
+            assert_ne!(d.context.trace_id.to_hex32(), T32);
+            assert_eq!(
+                d.context.sampling,
+                Sampling::Deny,
+                "sampling_percent decides"
+            );
+            assert_eq!(d.report, Some(d.context.trace_id));
+            assert_eq!(
+                set(&d, "x-b3-flags"),
+                headers
+                    .iter()
+                    .any(|(n, _)| *n == "x-b3-flags")
+                    .then_some(None)
+            );
+            if headers.iter().any(|(n, _)| *n == "tracestate") {
+                assert_eq!(
+                    set(&d, "tracestate"),
+                    Some(None),
+                    "not carried into a new trace"
+                );
+            }
+        }
+        let d = untrusted(&[("x-b3-traceid", T32), ("x-b3-spanid", S)], &cfg);
+        assert_eq!(
+            d.caller_trace_id.map(|t| t.to_hex32()).as_deref(),
+            Some(T32)
+        );
+        assert_eq!(d.source, Source::B3Multi, "how it arrived");
+        let d = untrusted(&[], &cfg);
+        assert!(!d.restarted && d.caller_trace_id.is_none());
+    }
+
+    #[test]
+    fn deferred_new_traces_carry_no_decision() {
+        let cfg = Config {
+            new_trace_sampling: crate::config::NewTraceSampling::Defer,
+            outputs: vec![B3Multi, B3Single, W3c],
+            ..Config::default()
+        };
+        let d = run(&[], &cfg);
+        assert_eq!(d.context.sampling, Sampling::Defer);
+        assert_eq!(set(&d, "x-b3-sampled"), None);
+        assert_eq!(set(&d, "b3").unwrap().unwrap().split('-').count(), 2);
+        // An incoming decision is still the caller's.
+        assert_eq!(run(&[("b3", "1")], &cfg).context.sampling, Sampling::Accept);
+    }
+
+    #[test]
+    fn no_outputs_means_no_trace_header_leaves() {
+        let cfg = Config {
+            outputs: vec![],
+            ..Config::default()
+        };
+        let d = run(
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("x-b3-sampled", "1"),
+                ("b3", &format!("{T32}-{S}-1")),
+                ("traceparent", &format!("00-{T32}-{S}-01")),
+                ("tracestate", "a=1"),
+            ],
+            &cfg,
+        );
+        for name in [
+            "x-b3-traceid",
+            "x-b3-spanid",
+            "x-b3-sampled",
+            "b3",
+            "traceparent",
+            "tracestate",
+        ] {
+            assert_eq!(set(&d, name), Some(None), "{name}");
+        }
+        assert!(d.edits.iter().all(|e| e.value.is_none()));
+        assert_eq!(d.report.map(|t| t.to_hex32()).as_deref(), Some(T32));
     }
 
     fn run(headers: &[(&str, &str)], cfg: &Config) -> Decision {
@@ -980,40 +1153,72 @@ mod tests {
     }
 
     #[test]
-    fn unknown_hop_reports_only_what_holds_either_way() {
+    fn undecided_and_traced_leaves_the_context_to_whichever_tracer_runs() {
         let traced = ("x-request-id", "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d");
         let mode = Mode::Undecided {
             own_span: false,
-            candidate: TracerKind::Zipkin { reads_w3c: false },
-        };
-        let check = |headers: &[(&str, &str)]| {
-            let mut all = headers.to_vec();
-            all.push(traced);
-            decide_in(&all, &Config::default(), mode)
-                .report
-                .map(|t| t.to_hex32())
+            zipkin: TracerKind::Zipkin { reads_w3c: false },
         };
         // Without Envoy's mark, the request is planned and reported as on a plain hop.
-        assert!(decide_in(&[], &Config::default(), mode).report.is_some());
+        let d = decide_in(&[], &Config::default(), mode);
+        assert!(d.report.is_some() && d.left.is_some());
+        let d = decide_in(
+            &[
+                traced,
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", TP),
+                ("tracestate", "a=1"),
+            ],
+            &Config::default(),
+            mode,
+        );
+        assert_eq!(d.report, None);
+        assert_eq!(d.left, None);
+        assert!(d.edits.iter().all(|e| e.value.is_none()));
+        for name in ["x-b3-traceid", "x-b3-spanid", "traceparent", "tracestate"] {
+            assert_eq!(set(&d, name), Some(None), "{name}");
+        }
+        let d = decide_in(&[traced], &Config::default(), mode);
+        assert!(d.edits.is_empty() && d.report.is_none());
+    }
+
+    #[test]
+    fn beside_opentelemetry_b3_goes_and_a_joined_traceparent_is_told() {
+        let otel = Mode::Tracer(TracerKind::OpenTelemetry);
+        let d = decide_in(
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", TP),
+                ("tracestate", "a=1"),
+            ],
+            &Config::default(),
+            otel,
+        );
         assert_eq!(
-            check(&[("x-b3-traceid", T32), ("x-b3-spanid", S)]).as_deref(),
-            Some(T32)
+            d.report.map(|t| t.to_hex32()).as_deref(),
+            Some(crate::test_fixtures::W3C_TRACE)
         );
-        assert_eq!(check(&[]), None, "a tracer would start its own trace");
-        assert_eq!(check(&[("traceparent", TP)]), None);
-        // Upper case: the filter continues it as Envoy's tracer does, so the id holds.
         assert_eq!(
-            check(&[
-                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
-                ("x-b3-spanid", S)
-            ])
-            .as_deref(),
-            Some(T32)
+            set(&d, "x-b3-traceid"),
+            Some(None),
+            "B3 would contradict the tracer"
         );
-        assert!(
-            check(&[("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)]).is_some(),
-            "no span either way"
+        assert_eq!(set(&d, "traceparent"), None, "the tracer rewrites it");
+        assert_eq!(
+            set(&d, "tracestate"),
+            None,
+            "it goes on with the joined traceparent"
         );
+        // B3 only: a new trace nobody knows yet; the B3 goes.
+        let d = decide_in(&[("b3", &format!("{T32}-{S}-1"))], &Config::default(), otel);
+        assert_eq!(d.report, None);
+        assert_eq!(set(&d, "b3"), Some(None));
+        // A traceparent Envoy refuses: no span; the filter's repair flows and is told.
+        let d = decide_in(&[("traceparent", "garbage")], &Config::default(), otel);
+        let written = set(&d, "traceparent").unwrap().unwrap();
+        assert!(written.contains(&d.report.unwrap().to_hex32()));
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 /// Envoy's request id; its 15th character carries Envoy's trace reason.
 pub const REQUEST_ID: &str = "x-request-id";
+/// Set (and, from external callers, removed) by Envoy's connection manager where it uses the
+/// remote address (`use_remote_address`); passed through as the client sent it elsewhere.
+pub const ENVOY_INTERNAL: &str = "x-envoy-internal";
 
 /// The `x-b3-*` header values of one request (the first of each name: "the first value wins").
 #[derive(Default, Debug, Clone, Copy)]
@@ -60,6 +63,8 @@ pub struct TraceHeaders<'a> {
     /// Every `tracestate` line, in order (several lines are one list).
     pub tracestate: Vec<&'a [u8]>,
     pub request_id: Option<&'a [u8]>,
+    /// `x-envoy-internal: true` came with the request.
+    pub envoy_internal: bool,
 }
 
 impl<'a> TraceHeaders<'a> {
@@ -90,6 +95,7 @@ impl<'a> TraceHeaders<'a> {
                 12 if is(B3_TRACE_ID) => first(&mut h.b3.trace_id, value, &mut h.b3_repeated),
                 12 if is(B3_SAMPLED) => first(&mut h.b3.sampled, value, &mut h.b3_repeated),
                 12 if is(REQUEST_ID) => h.request_id = Some(value),
+                16 if is(ENVOY_INTERNAL) => h.envoy_internal = value == b"true",
                 17 if is(B3_PARENT_SPAN_ID) => {
                     first(&mut h.b3.parent_span_id, value, &mut h.b3_repeated)
                 }

@@ -1,11 +1,12 @@
 //! Whether Envoy's tracer runs on this hop, per worker: fixed by the configuration, or (`auto`)
 //! learnt from what requests carried when they completed.
 //!
-//! What counts as evidence of a tracer: a request that left the filter with exactly one context
-//! (the filter's rule) reached `on_log` carrying, in some format, a valid context at another
-//! position (trace or span id) — only a tracer's router writes one after the filter. What counts
-//! as evidence of none: a request for which the tracer would have made a span went upstream with
-//! the filter's ids intact. Anything else (no context at the end, a local reply) proves nothing.
+//! What counts as evidence of a tracer: a request that left the filter with exactly one context,
+//! or none (the filter's rule), reached `on_log` carrying, in some format, a valid context at
+//! another position (trace or span id) — only a tracer's router writes one after the filter;
+//! which formats changed tells Zipkin from OpenTelemetry. What counts as evidence of none: a
+//! request for which either tracer would have made a span went upstream with exactly what the
+//! filter left. Anything else (a local reply, a tracer that makes no span) proves nothing.
 
 use std::cell::Cell;
 
@@ -19,7 +20,7 @@ use crate::tracer::TracerKind;
 pub enum HopState {
     /// `auto`, nothing seen yet; `candidate` is the tracer it would be.
     Undecided {
-        candidate: TracerKind,
+        zipkin: TracerKind,
     },
     Plain,
     Tracer(TracerKind),
@@ -33,20 +34,20 @@ pub enum Evidence {
     Nothing,
 }
 
-/// Compares what the filter left (`left`) with what the request carried at the end.
-/// `tracer_would_write`: the candidate tracer would have made a span for the incoming headers;
-/// `went_upstream`: the request reached an upstream.
+/// Compares what the filter left (`left`: its context, or none) with what the request carried at
+/// the end. `tracer_would_write`: every tracer this hop may run would have made a span (and
+/// written its ids) for the incoming headers; `went_upstream`: the request reached an upstream.
 pub fn evidence(
-    left: &TraceContext,
+    left: Option<&TraceContext>,
     carried: &[Extracted; 3],
     tracer_would_write: bool,
     went_upstream: bool,
 ) -> Evidence {
     let mut replaced = FormatSet::EMPTY;
-    let mut intact = false;
+    let mut intact = left.is_none();
     for f in Format::ALL {
         if let Some(c) = carried.get(f.index()).and_then(Extracted::context) {
-            if c.same_position(left) {
+            if left.is_some_and(|l| c.same_position(l)) {
                 intact = true;
             } else {
                 replaced = replaced.with(f);
@@ -69,7 +70,7 @@ pub struct Hop(Cell<HopState>);
 impl Hop {
     pub fn new(tracer: Tracer) -> Hop {
         Hop(Cell::new(match tracer {
-            Tracer::Auto { candidate } => HopState::Undecided { candidate },
+            Tracer::Auto { zipkin } => HopState::Undecided { zipkin },
             Tracer::None => HopState::Plain,
             Tracer::Envoy(kind) => HopState::Tracer(kind),
         }))
@@ -83,10 +84,7 @@ impl Hop {
     pub fn mode(&self, own_span: bool) -> Mode {
         match self.0.get() {
             HopState::Plain => Mode::Plain { own_span },
-            HopState::Undecided { candidate } => Mode::Undecided {
-                own_span,
-                candidate,
-            },
+            HopState::Undecided { zipkin } => Mode::Undecided { own_span, zipkin },
             HopState::Tracer(kind) => Mode::Tracer(kind),
         }
     }
@@ -128,14 +126,33 @@ mod tests {
         let left = ctx(T32, S);
         let other = "00000000000000000000000000000abc";
         let e = evidence(
-            &left,
+            Some(&left),
             &carried(&[("x-b3-traceid", other), ("x-b3-spanid", S)]),
             true,
             true,
         );
         assert_eq!(e, Evidence::Tracer(TracerKind::Zipkin { reads_w3c: false }));
         let e = evidence(
-            &left,
+            Some(&left),
+            &carried(&[("traceparent", &format!("00-{other}-{S}-01"))]),
+            true,
+            true,
+        );
+        assert_eq!(e, Evidence::Tracer(TracerKind::OpenTelemetry));
+        // The filter left nothing (undecided, traced request): whatever is there, a tracer wrote.
+        let e = evidence(
+            None,
+            &carried(&[("traceparent", &format!("00-{other}-{S}-01"))]),
+            true,
+            true,
+        );
+        assert_eq!(e, Evidence::Tracer(TracerKind::OpenTelemetry));
+        assert_eq!(
+            evidence(None, &carried(&[]), true, true),
+            Evidence::NoTracer
+        );
+        let e = evidence(
+            Some(&left),
             &carried(&[
                 ("x-b3-traceid", other),
                 ("x-b3-spanid", S),
@@ -150,22 +167,20 @@ mod tests {
     #[test]
     fn intact_ids_prove_no_tracer_only_where_one_would_have_written() {
         let left = ctx(T32, S);
+        let left = Some(&left);
         let intact = carried(&[("x-b3-traceid", T32), ("x-b3-spanid", S)]);
-        assert_eq!(evidence(&left, &intact, true, true), Evidence::NoTracer);
-        assert_eq!(evidence(&left, &intact, false, true), Evidence::Nothing);
+        assert_eq!(evidence(left, &intact, true, true), Evidence::NoTracer);
+        assert_eq!(evidence(left, &intact, false, true), Evidence::Nothing);
         assert_eq!(
-            evidence(&left, &intact, true, false),
+            evidence(left, &intact, true, false),
             Evidence::Nothing,
             "local reply"
         );
-        assert_eq!(
-            evidence(&left, &carried(&[]), true, true),
-            Evidence::Nothing
-        );
+        assert_eq!(evidence(left, &carried(&[]), true, true), Evidence::Nothing);
         // A sampling-only header or garbage is no context: no evidence either way.
         assert_eq!(
             evidence(
-                &left,
+                left,
                 &carried(&[("b3", "1"), ("traceparent", "junk")]),
                 true,
                 true
@@ -177,13 +192,13 @@ mod tests {
     #[test]
     fn learns_once_and_only_while_undecided() {
         let zipkin = TracerKind::Zipkin { reads_w3c: false };
-        let hop = Hop::new(Tracer::Auto { candidate: zipkin });
+        let hop = Hop::new(Tracer::Auto { zipkin });
         assert_eq!(hop.learn(Evidence::Nothing), None);
         assert_eq!(hop.learn(Evidence::Tracer(zipkin)), Some(zipkin));
         assert_eq!(hop.learn(Evidence::Tracer(zipkin)), None, "once");
         assert_eq!(hop.learn(Evidence::NoTracer), None);
         assert_eq!(hop.mode(false), Mode::Tracer(zipkin));
-        let hop = Hop::new(Tracer::Auto { candidate: zipkin });
+        let hop = Hop::new(Tracer::Auto { zipkin });
         hop.learn(Evidence::NoTracer);
         assert_eq!(hop.mode(true), Mode::Plain { own_span: true });
         assert_eq!(hop.learn(Evidence::Tracer(zipkin)), None, "settled");

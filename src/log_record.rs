@@ -11,6 +11,9 @@ pub struct LogRecord<'a> {
     pub context: &'a str,
     /// The context was read leniently and went on in canonical form.
     pub normalised: bool,
+    /// The caller's context was not trusted: a new trace; its trace id, when it sent one.
+    pub restarted: bool,
+    pub caller_trace_id: Option<String>,
     pub workload: &'a Workload,
     pub method: Option<&'a str>,
     pub path: Option<&'a str>,
@@ -62,6 +65,14 @@ impl LogRecord<'_> {
         if self.normalised {
             key(&mut out, "normalised");
             out.push_str("true");
+        }
+        if self.restarted {
+            key(&mut out, "restarted");
+            out.push_str("true");
+        }
+        if let Some(t) = &self.caller_trace_id {
+            key(&mut out, "caller_trace_id");
+            push_json_str(&mut out, t);
         }
         for (k, v) in self.workload.fields() {
             key(&mut out, k);
@@ -149,6 +160,8 @@ mod tests {
             sampled: Some(true),
             context: "b3",
             normalised: false,
+            restarted: false,
+            caller_trace_id: None,
             workload: &w,
             method: Some("GET"),
             path: Some(loggable_path("/cart?token=secret", false)),
@@ -182,6 +195,8 @@ mod tests {
             sampled: None,
             context: "injected",
             normalised: false,
+            restarted: false,
+            caller_trace_id: None,
             workload: &w,
             method: None,
             path: Some("/a\"b\\c\n\u{1}"),

@@ -44,6 +44,7 @@ pub struct Metrics {
     by_source: [Counter; 5],
     pub malformed: Counter,
     pub normalised: Counter,
+    pub restarted: Counter,
     pub conflicts: Counter,
     pub config_rejected: Counter,
     pub tracer_detected: Counter,
@@ -60,6 +61,7 @@ impl Metrics {
             by_source: Source::ALL.map(|s| c(&format!("requests.{}", s.counter()))),
             malformed: c("malformed"),
             normalised: c("normalised"),
+            restarted: c("requests.restarted"),
             conflicts: c("conflicts"),
             config_rejected: c("config_rejected"),
             tracer_detected: c("tracer_detected"),
@@ -79,6 +81,7 @@ impl Metrics {
         for c in self.by_source.iter().chain([
             &self.malformed,
             &self.normalised,
+            &self.restarted,
             &self.conflicts,
             &self.config_rejected,
             &self.tracer_detected,

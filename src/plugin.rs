@@ -60,13 +60,13 @@ impl Plugin {
         host.log(
             log::Level::Info,
             &format!(
-                "configured: service={} namespace={} version={} workload={} cluster={} tracer={:?}",
+                "configured: service={} namespace={} version={} workload={} cluster={} tracer={}",
                 workload.service,
                 workload.namespace,
                 workload.version,
                 workload.workload,
                 workload.cluster,
-                settings.tracer
+                settings.tracer.name()
             ),
         );
         let exporter = settings

@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 
+use crate::config::TrustIncoming;
 use crate::context::{Format, TraceContext};
 use crate::decision::{self, Decision, Mode};
 use crate::headers::TraceHeaders;
@@ -15,14 +16,14 @@ use crate::propagator::{self, Extracted};
 use crate::span::{
     FinishedSpan, HttpFields, MAX_AUTHORITY_BYTES, MAX_METHOD_BYTES, MAX_PATH_BYTES,
 };
-use crate::tracer::Outcome;
+use crate::tracer::{Outcome, TracerKind};
 
 pub struct RequestFilter {
     plugin: Rc<Plugin>,
     /// Kept from the request phase: request headers cannot be read in the response phase.
     decision: Option<Decision>,
-    /// `auto`, hop not known yet: `on_log` checks what the request carried. The value: the
-    /// candidate tracer would have made a span (and written its ids) for this request.
+    /// `auto`, hop not known yet: `on_log` checks what the request carried. The value: every
+    /// tracer this hop may run would have made a span (and written its ids) for this request.
     checks_hop: Option<bool>,
     /// The filter's own span for this request (export on, sampled), from the request phase.
     span: Option<SpanStart>,
@@ -55,7 +56,19 @@ impl RequestFilter {
         let headers = TraceHeaders::collect(pairs.iter());
         let state = plugin.hop.state();
         let mode = plugin.hop.mode(plugin.exporting().is_some());
-        let d = decision::decide(&headers, &plugin.settings, mode, &mut &plugin.ids);
+        let trusted = match plugin.settings.trust {
+            TrustIncoming::All => true,
+            TrustIncoming::None => false,
+            // Internal by Envoy's own judgement (use_remote_address), or a mesh workload over
+            // mTLS. Only read when asked for: a property read per request.
+            TrustIncoming::Internal => {
+                headers.envoy_internal
+                    || host
+                        .property(&["connection", "mtls"])
+                        .is_some_and(|v| v.first() == Some(&1))
+            }
+        };
+        let d = decision::decide(&headers, &plugin.settings, mode, trusted, &mut &plugin.ids);
         for edit in &d.edits {
             let map = Map::RequestHeaders;
             match (&edit.value, headers.has(edit.name)) {
@@ -68,8 +81,9 @@ impl RequestFilter {
                 self.span = Some(span_start(host, &pairs));
             }
         }
-        if let HopState::Undecided { candidate } = state {
-            self.checks_hop = Some(candidate.predict(&headers).outcome != Outcome::NoSpan);
+        if let HopState::Undecided { zipkin } = state {
+            let writes = |k: TracerKind| k.predict(&headers).outcome != Outcome::NoSpan;
+            self.checks_hop = Some(writes(zipkin) && writes(TracerKind::OpenTelemetry));
         }
         let m = &plugin.metrics;
         if let Some(c) = m.source(d.source) {
@@ -91,6 +105,9 @@ impl RequestFilter {
         }
         if d.normalised {
             m.normalised.bump();
+        }
+        if d.restarted {
+            m.restarted.bump();
         }
         // Span tags, where a tracer reports a span: known, or (undecided) Envoy marked the
         // request as traced. Elsewhere nobody reads them, and five host calls per request are
@@ -142,7 +159,7 @@ impl RequestFilter {
             .map(|p| propagator::extract_all(&TraceHeaders::collect(p.iter())));
         if let (Some(would_write), Some(carried)) = (self.checks_hop, &carried) {
             let went_upstream = host.property(&["upstream", "address"]).is_some();
-            let e = hop::evidence(&d.context, carried, would_write, went_upstream);
+            let e = hop::evidence(d.left.as_ref(), carried, would_write, went_upstream);
             if let Some(kind) = plugin.hop.learn(e) {
                 plugin.tracer_detected(host, kind);
             }
@@ -162,10 +179,9 @@ impl RequestFilter {
                 status,
                 upstream_cluster: upstream_cluster.as_deref(),
             };
-            e.push(
-                FinishedSpan::new(&d.context, span.start_ns, end_ns, http),
-                &plugin.metrics,
-            );
+            let mut finished = FinishedSpan::new(&d.context, span.start_ns, end_ns, http);
+            finished.caller_trace_id = d.caller_trace_id;
+            e.push(finished, &plugin.metrics);
         }
         if !log_enabled {
             return;
@@ -192,6 +208,8 @@ impl RequestFilter {
             sampled,
             context: d.source.name(),
             normalised: d.normalised,
+            restarted: d.restarted,
+            caller_trace_id: d.caller_trace_id.map(|t| t.to_hex32()),
             workload: &plugin.workload,
             method: line.and_then(|p| p.get_str(":method")),
             path: line
@@ -272,6 +290,54 @@ mod tests {
         r
     }
 
+    /// What Envoy's Zipkin router writes upstream, after the filter ran.
+    fn zipkin_writes(h: &FakeHost, trace: &str) {
+        h.set_header(Map::RequestHeaders, "x-b3-traceid", Some(trace.as_bytes()));
+        h.set_header(
+            Map::RequestHeaders,
+            "x-b3-spanid",
+            Some(b"00000000000000ff"),
+        );
+        h.set_header(Map::RequestHeaders, "x-b3-sampled", Some(b"1"));
+    }
+
+    /// What Envoy's OpenTelemetry router writes upstream, after the filter ran.
+    fn otel_writes(h: &FakeHost, trace: &str) {
+        let tp = format!("00-{trace}-00000000000000ff-01");
+        h.set_header(Map::RequestHeaders, "traceparent", Some(tp.as_bytes()));
+    }
+
+    #[test]
+    fn auto_tells_opentelemetry_from_zipkin_even_on_a_plain_request() {
+        let host = FakeHost::new();
+        let p = plugin(&host, "{}");
+        went_upstream(&host);
+        // An untraced request (no mark): the filter writes B3 and traceparent; OpenTelemetry
+        // rewrites only traceparent.
+        request(&host, &p, &[], |h| {
+            otel_writes(h, "00000000000000000000000000000abc")
+        });
+        assert_eq!(p.hop.state(), HopState::Tracer(TracerKind::OpenTelemetry));
+        assert!(host.logged(log::Level::Warn)[0].contains("\"tracer\": \"opentelemetry\""));
+        // From now on: B3 removed, nothing of its own written, a joined traceparent told.
+        let tp = crate::test_fixtures::TRACEPARENT;
+        request(
+            &host,
+            &p,
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("traceparent", tp),
+            ],
+            |_| {},
+        );
+        assert_eq!(req(&host, "x-b3-traceid"), None);
+        assert_eq!(
+            told(&host).as_deref(),
+            Some(crate::test_fixtures::W3C_TRACE)
+        );
+    }
+
     fn went_upstream(host: &FakeHost) {
         host.set_prop(&["upstream", "address"], b"127.0.0.1:8080");
     }
@@ -327,11 +393,10 @@ mod tests {
         went_upstream(&host);
         let tracer_ids = "00000000000000000000000000000abc";
         request(&host, &p, &[("x-request-id", TRACED_ID)], |h| {
-            h.set_header(
-                Map::RequestHeaders,
-                "x-b3-traceid",
-                Some(tracer_ids.as_bytes()),
-            );
+            // The filter left nothing (a traced request, tracer unknown): Zipkin's router writes.
+            assert_eq!(req(h, "x-b3-traceid"), None);
+            assert_eq!(req(h, "traceparent"), None);
+            zipkin_writes(h, tracer_ids);
         });
         assert_eq!(
             told(&host),
@@ -339,7 +404,7 @@ mod tests {
             "a tracer would start its own trace: nothing told"
         );
         assert_eq!(host.logged(log::Level::Warn).len(), 1);
-        assert!(host.logged(log::Level::Warn)[0].contains("\"tracer\": \"envoy\""));
+        assert!(host.logged(log::Level::Warn)[0].contains("\"tracer\": \"zipkin\""));
         assert_eq!(
             host.calls_of("set_property"),
             5,
@@ -429,11 +494,7 @@ mod tests {
         // Envoy's tracer replaces the ids: export stops for good, with a warning.
         went_upstream(&host);
         request(&host, &p, &[("x-request-id", TRACED_ID)], |h| {
-            h.set_header(
-                Map::RequestHeaders,
-                "x-b3-spanid",
-                Some(b"00000000000000ff"),
-            );
+            zipkin_writes(h, "00000000000000000000000000000abc")
         });
         assert!(p.exporting().is_none());
         p.tick(&host);

@@ -3,7 +3,8 @@
 //! vocabulary). Nothing here is re-derived per request.
 
 use crate::config::{
-    Config, ConfigError, ExportConfig, LogLevel, TraceContextOption, TracerMode, WorkloadOverrides,
+    Config, ConfigError, ExportConfig, LogLevel, NewTraceSampling, TraceContextOption, TracerMode,
+    TrustIncoming, WorkloadOverrides,
 };
 use crate::context::{Format, FormatSet};
 use crate::tracer::TracerKind;
@@ -11,12 +12,24 @@ use crate::tracer::TracerKind;
 /// What the configuration says about Envoy's tracer on this hop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tracer {
-    /// Tell from what each worker sees; `candidate` is the tracer it would be.
+    /// Tell from what each worker sees; `zipkin` is the Zipkin tracer it would be (the other
+    /// candidate is OpenTelemetry).
     Auto {
-        candidate: TracerKind,
+        zipkin: TracerKind,
     },
     None,
     Envoy(TracerKind),
+}
+
+impl Tracer {
+    /// For the configure log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tracer::Auto { .. } => "auto",
+            Tracer::None => "none",
+            Tracer::Envoy(kind) => kind.name(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +46,9 @@ pub struct Settings {
     pub outputs: FormatSet,
     /// New traces sampled, per million.
     pub sampling_per_million: u32,
+    /// New traces carry no sampling decision: the next tracer makes it.
+    pub defer_new_traces: bool,
+    pub trust: TrustIncoming,
     pub response_header: Option<String>,
     pub tracer: Tracer,
     pub log: LogSettings,
@@ -62,10 +78,13 @@ impl From<Config> for Settings {
         Settings {
             outputs: FormatSet::of(&c.outputs),
             sampling_per_million: (c.sampling_percent * 10_000.0).round() as u32,
+            defer_new_traces: c.new_trace_sampling == NewTraceSampling::Defer,
+            trust: c.trust_incoming,
             tracer: match c.tracer {
-                TracerMode::Auto => Tracer::Auto { candidate: zipkin },
+                TracerMode::Auto => Tracer::Auto { zipkin },
                 TracerMode::None => Tracer::None,
-                TracerMode::Envoy => Tracer::Envoy(zipkin),
+                TracerMode::Envoy | TracerMode::Zipkin => Tracer::Envoy(zipkin),
+                TracerMode::OpenTelemetry => Tracer::Envoy(TracerKind::OpenTelemetry),
             },
             log: LogSettings {
                 enabled: c.log.enabled,
@@ -108,7 +127,7 @@ mod tests {
         assert_eq!(
             d.tracer,
             Tracer::Auto {
-                candidate: TracerKind::Zipkin { reads_w3c: false }
+                zipkin: TracerKind::Zipkin { reads_w3c: false }
             }
         );
         assert_eq!(d.log.level, log::Level::Info);

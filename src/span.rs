@@ -60,6 +60,8 @@ pub struct FinishedSpan {
     pub authority: Option<String>,
     pub status: Option<u16>,
     pub upstream_cluster: Option<String>,
+    /// The trace an untrusted caller sent, which this span's trace replaced (`trust_incoming`).
+    pub caller_trace_id: Option<TraceId>,
 }
 
 impl FinishedSpan {
@@ -79,6 +81,7 @@ impl FinishedSpan {
             authority: own(http.authority, MAX_AUTHORITY_BYTES),
             status: http.status.and_then(|s| u16::try_from(s).ok()),
             upstream_cluster: own(http.upstream_cluster, MAX_CLUSTER_BYTES),
+            caller_trace_id: None,
         }
     }
 
@@ -207,12 +210,14 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
         push_json_str(&mut out, service);
         out.push_str("},\"tags\":{");
         let status = s.status.map(|c| c.to_string());
+        let caller = s.caller_trace_id.map(TraceId::to_hex32);
         let own = [
             ("http.method", s.method.as_deref()),
             ("http.path", s.path.as_deref()),
             ("http.status_code", status.as_deref()),
             ("error", status.as_deref().filter(|_| s.is_error())),
             ("upstream_cluster", s.upstream_cluster.as_deref()),
+            ("caller_trace_id", caller.as_deref()),
         ];
         let tags = own.into_iter().filter_map(|(k, v)| Some((k, v?)));
         for (j, (k, v)) in tags.chain(common.iter().copied()).enumerate() {
@@ -364,6 +369,10 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
     if let Some(c) = &s.upstream_cluster {
         sep(out);
         push_attr_str(out, "upstream_cluster", c);
+    }
+    if let Some(t) = s.caller_trace_id {
+        sep(out);
+        push_attr_str(out, "trace_inject.caller_trace_id", &t.to_hex32());
     }
     out.push(']');
     if s.is_error() {

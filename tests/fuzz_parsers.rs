@@ -416,6 +416,7 @@ fn plain(h: &TraceHeaders, cfg: &Config, ids: &Ids) -> Decision {
         h,
         &Settings::from(cfg.clone()),
         Mode::Plain { own_span: false },
+        true,
         &mut ids.clone(),
     )
 }
@@ -944,7 +945,7 @@ proptest! {
         let h = TraceHeaders::collect(incoming.iter().copied());
         let kind = TracerKind::Zipkin { reads_w3c };
         let settings = Settings::from(cfg.clone());
-        let d = decision::decide(&h, &settings, Mode::Tracer(kind), &mut ids.clone());
+        let d = decision::decide(&h, &settings, Mode::Tracer(kind), true, &mut ids.clone());
         assert_valid_context(&d.context);
         for e in &d.edits {
             if let Some(v) = &e.value {
@@ -967,10 +968,11 @@ proptest! {
         let undecided = decision::decide(
             &h,
             &settings,
-            Mode::Undecided { own_span: false, candidate: kind },
+            Mode::Undecided { own_span: false, zipkin: kind },
+            true,
             &mut ids.clone(),
         );
-        let plain = decision::decide(&h, &settings, Mode::Plain { own_span: false }, &mut ids.clone());
+        let plain = decision::decide(&h, &settings, Mode::Plain { own_span: false }, true, &mut ids.clone());
         prop_assert_eq!(&undecided.edits, &plain.edits);
         prop_assert!(undecided.report.is_none() || undecided.report == plain.report);
     }

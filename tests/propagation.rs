@@ -158,13 +158,6 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
             ],
         ),
         (
-            "upper case",
-            &[
-                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
-                ("x-b3-spanid", S),
-            ],
-        ),
-        (
             "all-zero trace id",
             &[
                 ("x-b3-traceid", "00000000000000000000000000000000"),
@@ -194,10 +187,6 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
         (
             "bad b3 single",
             &[("b3", "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-x")],
-        ),
-        (
-            "b3 single upper",
-            &[("b3", "463AC35C9F6413AD48485A3953BB6124-A2FB4A1D1A96D312-1")],
         ),
         (
             "traceparent ff",
@@ -270,7 +259,7 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
     hop.assert_counter("requests.repaired", cases.len() as u64);
     // The debug log names what was replaced (the log file is flushed every 50 ms).
     for needle in [
-        "replaced malformed x-b3-*: x-b3-traceid is not 16 or 32 lower-hex",
+        "replaced malformed x-b3-*: x-b3-traceid is not 16 or 32 hex",
         "replaced malformed traceparent: traceparent version ff is forbidden",
         "replaced malformed b3: b3 sampling state is not 0, 1 or d",
     ] {

@@ -4,6 +4,7 @@
 //! any HTTP filter runs, so only the headers as they arrived matter. One model per tracer, each
 //! measured (README "How it works with Envoy's tracer").
 
+pub mod opentelemetry;
 pub mod zipkin;
 
 use crate::context::{Format, FormatSet};
@@ -15,6 +16,8 @@ pub enum TracerKind {
     /// `envoy.tracers.zipkin`; `reads_w3c` is its `USE_B3_WITH_W3C_PROPAGATION` option (it then
     /// also joins and writes `traceparent`).
     Zipkin { reads_w3c: bool },
+    /// `envoy.tracers.opentelemetry`: W3C only.
+    OpenTelemetry,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,7 @@ impl TracerKind {
     pub fn predict(self, h: &TraceHeaders) -> Prediction {
         match self {
             TracerKind::Zipkin { reads_w3c } => zipkin::predict(h, reads_w3c),
+            TracerKind::OpenTelemetry => opentelemetry::predict(h),
         }
     }
 
@@ -56,24 +60,39 @@ impl TracerKind {
     pub fn leaves_stale(self, h: &TraceHeaders) -> Option<&'static str> {
         match self {
             TracerKind::Zipkin { .. } => zipkin::leaves_stale(h),
+            TracerKind::OpenTelemetry => None,
         }
     }
 
-    /// The tracer that replaced what this filter left, told apart by which formats changed.
+    /// The tracer that replaced what this filter left, told apart by which formats changed:
+    /// Zipkin rewrites B3 (and, with W3C propagation, `traceparent`), OpenTelemetry only
+    /// `traceparent`.
     pub fn from_replaced(replaced: FormatSet) -> Option<TracerKind> {
         let b3 = replaced.contains(Format::B3Multi) || replaced.contains(Format::B3Single);
-        b3.then_some(TracerKind::Zipkin {
-            reads_w3c: replaced.contains(Format::W3c),
-        })
+        let w3c = replaced.contains(Format::W3c);
+        match (b3, w3c) {
+            (true, reads_w3c) => Some(TracerKind::Zipkin { reads_w3c }),
+            (false, true) => Some(TracerKind::OpenTelemetry),
+            (false, false) => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TracerKind::Zipkin { reads_w3c: false } => "zipkin",
+            TracerKind::Zipkin { reads_w3c: true } => "zipkin (USE_B3_WITH_W3C_PROPAGATION)",
+            TracerKind::OpenTelemetry => "opentelemetry",
+        }
     }
 
     /// The name the plugin configuration uses for it.
     pub fn setting(self) -> &'static str {
         match self {
-            TracerKind::Zipkin { reads_w3c: false } => "\"tracer\": \"envoy\"",
+            TracerKind::Zipkin { reads_w3c: false } => "\"tracer\": \"zipkin\"",
             TracerKind::Zipkin { reads_w3c: true } => {
-                "\"tracer\": \"envoy\", \"envoy_trace_context_option\": \"USE_B3_WITH_W3C_PROPAGATION\""
+                "\"tracer\": \"zipkin\", \"envoy_trace_context_option\": \"USE_B3_WITH_W3C_PROPAGATION\""
             }
+            TracerKind::OpenTelemetry => "\"tracer\": \"opentelemetry\"",
         }
     }
 }

@@ -60,7 +60,7 @@ impl IdSource for SplitMix {
 
 fn per_request(headers: &[(&'static str, &'static [u8])], cfg: &Settings, ids: &mut impl IdSource) {
     let h = TraceHeaders::collect(black_box(headers).iter().copied());
-    let d = decide(&h, cfg, Mode::Plain { own_span: false }, ids);
+    let d = decide(&h, cfg, Mode::Plain { own_span: false }, true, ids);
     let response = d.report.map(|t| t.to_hex32());
     black_box((&d, &response));
 }
