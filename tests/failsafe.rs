@@ -22,7 +22,8 @@ fn static_config_with_a_bad_plugin_config_or_module_refuses_to_start_under_eithe
             8080,
             free_port(),
             echo.port(),
-            r#"{"outputs": []}"#,
+            // Wrong type: stays invalid when `outputs: []` becomes valid (issue 13).
+            r#"{"outputs": "b3"}"#,
         )
         .replace("failure_policy: FAIL_OPEN", policy_line.clone())
         .start()
