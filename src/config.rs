@@ -344,6 +344,15 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         distinct(&self.precedence, "precedence", false)?;
         distinct(&self.outputs, "outputs", true)?;
+        if self.new_trace_sampling == NewTraceSampling::Defer
+            && !self.outputs.is_empty()
+            && !self.outputs.iter().any(|f| *f != Format::W3c)
+        {
+            return Err(err(
+                "new_trace_sampling",
+                "\"defer\" needs a B3 output: W3C has no deferred decision (a traceparent says sampled or not)",
+            ));
+        }
         if !(0.0..=100.0).contains(&self.sampling_percent) {
             return Err(err("sampling_percent", "must be between 0 and 100"));
         }

@@ -278,7 +278,7 @@ fn plan_plain(
         let p = propagator::of(f);
         let state = incoming.state(f);
         let same = state.context().is_some_and(|c| p.agrees(ctx, c));
-        if s.outputs.contains(f) {
+        if s.outputs.contains(f) && p.can_carry(ctx) {
             if !(same && state.exact) {
                 p.inject(ctx, h, &mut edits);
             }
@@ -514,6 +514,13 @@ mod tests {
         assert_eq!(d.context.sampling, Sampling::Defer);
         assert_eq!(set(&d, "x-b3-sampled"), None);
         assert_eq!(set(&d, "b3").unwrap().unwrap().split('-').count(), 2);
+        assert_eq!(
+            set(&d, "traceparent"),
+            None,
+            "W3C cannot defer: none written"
+        );
+        let d = run(&[("traceparent", "junk")], &cfg);
+        assert_eq!(set(&d, "traceparent"), Some(None));
         // An incoming decision is still the caller's.
         assert_eq!(run(&[("b3", "1")], &cfg).context.sampling, Sampling::Accept);
     }

@@ -48,6 +48,11 @@ pub trait Propagator: Sync {
     /// sampling), or only trace id, span id and the sampled bit (W3C).
     fn carries_all(&self) -> bool;
 
+    /// Whether it can say what `ctx` says (W3C has no deferred sampling decision).
+    fn can_carry(&self, _ctx: &TraceContext) -> bool {
+        true
+    }
+
     /// Writes `ctx` over whatever the request carried in this format.
     fn inject(&self, ctx: &TraceContext, h: &TraceHeaders, edits: &mut Vec<Edit>);
 

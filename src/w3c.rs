@@ -50,6 +50,12 @@ impl Propagator for W3c {
         false
     }
 
+    /// A deferred decision has no W3C form: `-00` is "not sampled" to every tracer that reads
+    /// it, `-01` "sampled" to some (docs/edge-measurements.md). None is written then.
+    fn can_carry(&self, ctx: &TraceContext) -> bool {
+        ctx.sampling != Sampling::Defer
+    }
+
     fn inject(&self, ctx: &TraceContext, _h: &TraceHeaders, edits: &mut Vec<Edit>) {
         edits.push(Edit::set(TRACEPARENT, format_traceparent(ctx)));
     }

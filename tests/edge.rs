@@ -133,7 +133,6 @@ fn assert_restarted(
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn none_restarts_forced_sampling_and_debug_and_keeps_the_callers_id_for_correlation() {
     for pct in [0, 100] {
         let hop = plain_hop(&format!(
@@ -163,7 +162,6 @@ fn none_restarts_forced_sampling_and_debug_and_keeps_the_callers_id_for_correlat
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn none_tags_the_filters_own_span_with_the_callers_trace_id() {
     let collector = Collector::start();
     let echo = EchoServer::start();
@@ -230,7 +228,6 @@ fn sampled_b3() -> Headers {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn internal_continues_what_envoy_marks_internal() {
     // Loopback inside internal_address_config: Envoy sets x-envoy-internal: true.
     let hop = edge_hop(r#"{"trust_incoming": "internal"}"#, ("127.0.0.0", 8));
@@ -258,7 +255,6 @@ fn internal_continues_what_envoy_marks_internal() {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn internal_restarts_an_external_caller_also_when_it_forges_internal() {
     // internal_address_config excludes loopback: the caller is external to Envoy.
     let hop = edge_hop(
@@ -412,7 +408,6 @@ fn https_get(
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn internal_continues_a_caller_that_presents_a_client_certificate() {
     let dir = std::env::temp_dir().join(format!("trace-inject-edge-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -467,7 +462,6 @@ fn internal_continues_a_caller_that_presents_a_client_certificate() {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn defer_writes_ids_without_a_sampling_decision() {
     let hop =
         plain_hop(r#"{"new_trace_sampling": "defer", "outputs": ["b3", "b3-single", "w3c"]}"#);
@@ -536,7 +530,6 @@ fn deferring_chain(percent: u32, option: &str) -> (u16, Envoy, SidecarHop) {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn deferred_new_trace_is_sampled_by_the_next_tracer_at_100_percent() {
     for option in OPTIONS {
         let (a_port, a, b) = deferring_chain(100, option);
@@ -563,7 +556,6 @@ fn deferred_new_trace_is_sampled_by_the_next_tracer_at_100_percent() {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn deferred_new_trace_is_not_sampled_by_the_next_tracer_at_0_percent() {
     for option in OPTIONS {
         let (a_port, a, b) = deferring_chain(0, option);
@@ -597,7 +589,6 @@ fn deferred_new_trace_is_not_sampled_by_the_next_tracer_at_0_percent() {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn empty_outputs_let_no_trace_header_leave() {
     let hop = plain_hop(r#"{"outputs": []}"#);
     let all = [
@@ -611,7 +602,10 @@ fn empty_outputs_let_no_trace_header_leave() {
         ("tracestate", "vendor=internal".to_string()),
     ];
     let h: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    for (what, headers) in [("every trace header", &h[..]), ("none", &[][..])] {
+    for (i, (what, headers)) in [("every trace header", &h[..]), ("none", &[][..])]
+        .into_iter()
+        .enumerate()
+    {
         let r = hop.get("/", headers);
         assert_eq!(r.status, 200, "{what}");
         let told = r
@@ -627,13 +621,12 @@ fn empty_outputs_let_no_trace_header_leave() {
                 up.headers
             );
         }
-        let lines = log_lines(&hop.envoy, 1);
+        let lines = log_lines(&hop.envoy, i + 1);
         line_for(&lines, &told);
     }
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn by_default_incoming_contexts_are_continued_as_before() {
     let hop = plain_hop("{}");
     let r = hop.get(
@@ -667,7 +660,6 @@ fn by_default_incoming_contexts_are_continued_as_before() {
 }
 
 #[test]
-#[ignore = "until trust_incoming/new_trace_sampling/outputs [] exist"]
 fn bad_edge_settings_are_refused_naming_the_field() {
     for (config, needle) in [
         (

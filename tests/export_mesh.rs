@@ -70,6 +70,16 @@ impl GoHost {
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Go's log once it holds `needle` (its reader thread may lag the request), or as it is
+    /// after 5 s.
+    fn log_with(&self, needle: &str) -> String {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < end && !self.log().contains(needle) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log()
+    }
 }
 
 impl Drop for GoHost {
@@ -224,7 +234,8 @@ fn zipkin_export_through_an_istio_cluster_name_reaches_a_go_server() {
     assert_eq!(spans[0].service_name(), Some("edge"));
     assert_eq!(spans[0].tag("http.path"), Some("/orders"));
     assert!(
-        go.log().contains(&format!("Host={SERVICE_HOST:?}")),
+        go.log_with(&format!("Host={SERVICE_HOST:?}"))
+            .contains(&format!("Host={SERVICE_HOST:?}")),
         "Go saw the service host: {}",
         go.log()
     );
