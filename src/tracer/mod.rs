@@ -56,14 +56,6 @@ impl TracerKind {
         }
     }
 
-    /// Headers of a format the tracer writes that it leaves as they came, stale beside its own.
-    pub fn leaves_stale(self, h: &TraceHeaders) -> Option<&'static str> {
-        match self {
-            TracerKind::Zipkin { .. } => zipkin::leaves_stale(h),
-            TracerKind::OpenTelemetry => None,
-        }
-    }
-
     /// The tracer that replaced what this filter left, told apart by which formats changed:
     /// Zipkin rewrites B3 (and, with W3C propagation, `traceparent`), OpenTelemetry only
     /// `traceparent`.

@@ -11,7 +11,7 @@
 
 use super::{Outcome, Prediction};
 use crate::context::{Format, FormatSet};
-use crate::headers::{TraceHeaders, B3_FLAGS};
+use crate::headers::TraceHeaders;
 
 pub fn predict(h: &TraceHeaders, reads_w3c: bool) -> Prediction {
     let outcome = match (h.b3_single, h.b3.trace_id, h.b3.span_id) {
@@ -35,11 +35,6 @@ pub fn predict(h: &TraceHeaders, reads_w3c: bool) -> Prediction {
         _ => FormatSet::of(&[b3]),
     };
     Prediction { outcome, writes }
-}
-
-/// Envoy writes `x-b3-sampled` but passes `x-b3-flags` through untouched: only `1` means anything.
-pub fn leaves_stale(h: &TraceHeaders) -> Option<&'static str> {
-    (h.b3_single.is_none() && h.b3.flags.is_some_and(|f| f != b"1")).then_some(B3_FLAGS)
 }
 
 fn join(high: u64, low: u64) -> Outcome {
