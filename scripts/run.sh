@@ -38,7 +38,8 @@ declare -A PORT=(
 for f in "$ENVOY" "$DEVTOOLS" dist/trace_inject.wasm; do
   [ -e "$f" ] || { echo "make run: $f is missing: run 'make run' (it builds and installs what it needs)" >&2; exit 1; }
 done
-for port in "${PORT[@]}"; do
+apt_install curl
+for port in $(printf '%s\n' "${PORT[@]}" | sort -n); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "make run: port $port is in use: stop what listens there (an earlier 'make run'? see: ss -ltnp 'sport = :$port')" >&2
     exit 1

@@ -105,7 +105,7 @@ impl Run {
                 return (status.code().unwrap_or(-1), self.output());
             }
             if start.elapsed() > timeout {
-                let _ = self.child.kill();
+                kill("-TERM", self.child.id());
                 panic!(
                     "scripts/run.sh still running after {timeout:?}; it printed:\n{}",
                     self.output()
@@ -116,12 +116,7 @@ impl Run {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.child.id());
+        assert!(kill(sig, self.child.id()), "kill {sig} {}", self.child.id());
     }
 
     /// The pid of the process run.sh started whose command line has `word` as an argument.
@@ -143,12 +138,19 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .arg(self.child.id().to_string())
-                .status();
+            // TERM, not KILL: the script's cleanup stops the Envoys it started.
+            kill("-TERM", self.child.id());
             let _ = self.child.wait();
         }
     }
+}
+
+/// Sends `sig` to `pid` with bash's builtin kill (a minimal Debian has no /usr/bin/kill).
+fn kill(sig: &str, pid: u32) -> bool {
+    Command::new("bash")
+        .args(["-c", &format!("kill {sig} {pid}")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A copy of examples/ with `from` replaced by `to` in envoy.yaml (exactly once).
@@ -268,11 +270,7 @@ fn a_process_that_exits_later_stops_the_rest_and_says_which() {
     let mut run = Run::start(None);
     run.wait_for_output("Runs until Ctrl-C", Duration::from_secs(60));
     let echo = run.child_pid("echo");
-    assert!(Command::new("kill")
-        .arg(echo.to_string())
-        .status()
-        .unwrap()
-        .success());
+    assert!(kill("-TERM", echo));
     let (code, out) = run.wait_exit(Duration::from_secs(20));
     assert_eq!(code, 1, "{out}");
     assert!(
