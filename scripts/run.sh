@@ -49,12 +49,13 @@ done
 LOGS="$(mktemp -d /tmp/trace-inject-run.XXXXXX)"
 declare -A NAME_OF=() WHAT=() ADMIN_FILE=()
 pids=()
+watcher=""
 FAILED=""
 
 cleanup() {
   local rc=$?
   trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $watcher; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "$FAILED" ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ]; }; then
     echo "make run: stopped everything it started; logs kept in $LOGS" >&2
@@ -105,6 +106,8 @@ hint() {
       echo "repository root; 'make build' writes dist/trace_inject.wasm" ;;
     *"Failed to load Wasm code"*|*"Failed to load Wasm module"*)
       echo "the file is not a proxy-wasm module: point vm_config.code.local.filename at dist/trace_inject.wasm" ;;
+    *"unable to bind domain socket with base_id"*)
+      echo "another Envoy uses this --base-id: stop it, or give this run others: RUN_BASE_ID=N make run" ;;
     *"Address already in use"*|*"cannot bind"*|*"bind 127.0.0.1"*)
       echo "a port is taken: stop what listens there, or set RUN_*_PORT (scripts/run.sh says which)" ;;
     *)
@@ -143,29 +146,28 @@ start collector "Zipkin collector" "$DEVTOOLS" collector --port "${PORT[9411]}"
 start_envoy envoy envoy.yaml --service-cluster edge --service-node edge-1
 start_envoy envoy-sidecar envoy-sidecar.yaml
 
-# Ready when every Envoy's admin says so; a process that exits meanwhile fails the run at once.
-deadline=$((SECONDS + READY_TIMEOUT))
-pending=("${!ADMIN_FILE[@]}")
-while [ ${#pending[@]} -gt 0 ]; do
-  for p in "${pids[@]}"; do
-    if ! kill -0 "$p" 2>/dev/null; then
-      status=0; wait "$p" || status=$?
-      failed "$p" "$status"
-    fi
-  done
-  left=()
-  for name in "${pending[@]}"; do
+# Ready when every Envoy's admin says so. The check runs beside the processes, so that `wait -n`
+# returns the moment any of them exits (an Envoy busy compiling Wasm can hold /ready for seconds).
+ready_watch() {
+  local deadline=$(($(date +%s) + READY_TIMEOUT)) name f
+  for name in "${!ADMIN_FILE[@]}"; do
     f="${ADMIN_FILE[$name]}"
-    [ -s "$f" ] && curl -sf -o /dev/null "http://$(cat "$f")/ready" 2>/dev/null || left+=("$name")
+    until [ -s "$f" ] && curl -sf --max-time 2 -o /dev/null "http://$(cat "$f")/ready" 2>/dev/null; do
+      [ "$(date +%s)" -lt "$deadline" ] || { echo "$name"; exit 1; }
+      sleep 0.1
+    done
   done
-  pending=("${left[@]}")
-  [ ${#pending[@]} -eq 0 ] && break
-  if [ $SECONDS -ge $deadline ]; then
-    echo "make run: not ready after ${READY_TIMEOUT}s: ${pending[*]} (logs: $LOGS; more time: RUN_READY_TIMEOUT=60)" >&2
-    FAILED=timeout; exit 1
-  fi
-  sleep 0.1
-done
+}
+ready_watch >"$LOGS/not-ready" & watcher=$!
+status=0
+wait -n -p exited "${pids[@]}" "$watcher" || status=$?
+if [ "$exited" != "$watcher" ]; then
+  failed "$exited" "$status"
+elif [ "$status" -ne 0 ]; then
+  echo "make run: $(cat "$LOGS/not-ready") not ready after ${READY_TIMEOUT}s (logs: $LOGS; more time: RUN_READY_TIMEOUT=120 make run)" >&2
+  FAILED=timeout; exit 1
+fi
+rm -f "$LOGS/not-ready"
 
 traces="make traces"
 [ "${PORT[9411]}" = 9411 ] || traces="$DEVTOOLS traces --collector http://127.0.0.1:${PORT[9411]}"
