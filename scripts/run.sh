@@ -179,9 +179,10 @@ trace-inject is running ($(stat -c %s dist/trace_inject.wasm) bytes of Wasm in t
   curl -si localhost:${PORT[10001]}/            # Envoy's tracer on this hop (like an Istio sidecar)
   curl -si -H 'x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124' -H 'x-b3-spanid: a2fb4a1d1a96d312' localhost:${PORT[10001]}/
 
-Then see the traces Envoy reported (about 5 s later; the :${PORT[10000]} hop reports none):
+Then see the traces the collector holds (about 5 s later; :${PORT[10000]} has no tracer and reports
+spans only when its plugin configuration turns "export" on: README "Try your own configuration"):
 
-  $traces                          # or: curl -s localhost:${PORT[9411]}/api/v2/traces
+$(printf '  %-36s # or: curl -s localhost:%s/api/v2/traces' "$traces" "${PORT[9411]}")
 
 Logs: $LOGS (the filter's JSON lines are in envoy*.log).
 Runs until Ctrl-C (use a second terminal for the commands above).
