@@ -15,6 +15,7 @@
 #   RUN_EXAMPLES [examples]   folder holding the Envoy configs to run (envoy.yaml, envoy-sidecar.yaml)
 #   RUN_BASE_ID [1000]        --base-id of the first Envoy; the next ones count up from it
 #   RUN_READY_TIMEOUT [30]    seconds to wait for every Envoy to be ready
+#   TMPDIR [/tmp]             where the log folder (trace-inject-run.XXXXXX) goes
 # A config whose ports are overridden runs as a copy, in the log folder, with the ports replaced
 # (`port_value: DEFAULT` -> `port_value: NEW`).
 source "$(dirname "$0")/lib.sh"
@@ -46,7 +47,7 @@ for port in $(printf '%s\n' "${PORT[@]}" | sort -n); do
   fi
 done
 
-LOGS="$(mktemp -d /tmp/trace-inject-run.XXXXXX)"
+LOGS="$(mktemp -d "${TMPDIR:-/tmp}/trace-inject-run.XXXXXX")"
 declare -A NAME_OF=() WHAT=() ADMIN_FILE=()
 pids=()
 watcher=""

@@ -17,26 +17,34 @@ const DEVTOOLS: &str = "target/release/trace-inject-devtools";
 struct Run {
     child: Child,
     out: Arc<Mutex<String>>,
+    ports: Ports,
     edge_port: u16,
 }
 
+type Ports = [(&'static str, u16); 6];
+
 impl Run {
     fn start(examples: Option<&Path>) -> Run {
+        let ports = [
+            ("RUN_ECHO_PORT", free_port()),
+            ("RUN_COLLECTOR_PORT", free_port()),
+            ("RUN_EDGE_PORT", free_port()),
+            ("RUN_EDGE_ADMIN_PORT", free_port()),
+            ("RUN_SIDECAR_PORT", free_port()),
+            ("RUN_SIDECAR_ADMIN_PORT", free_port()),
+        ];
+        Run::start_on(ports, examples, None)
+    }
+
+    fn start_on(ports: Ports, examples: Option<&Path>, tmpdir: Option<&Path>) -> Run {
         wasm_built();
         assert!(
             Path::new(DEVTOOLS).exists(),
             "{DEVTOOLS} is missing: run `make devtools` (make e2e does)"
         );
-        let edge_port = free_port();
+        let edge_port = ports[2].1;
         let mut cmd = Command::new("scripts/run.sh");
-        for (var, port) in [
-            ("RUN_ECHO_PORT", free_port()),
-            ("RUN_COLLECTOR_PORT", free_port()),
-            ("RUN_EDGE_PORT", edge_port),
-            ("RUN_EDGE_ADMIN_PORT", free_port()),
-            ("RUN_SIDECAR_PORT", free_port()),
-            ("RUN_SIDECAR_ADMIN_PORT", free_port()),
-        ] {
+        for (var, port) in ports {
             cmd.env(var, port.to_string());
         }
         // Its own shared-memory ids, apart from a user's `make run` (1000), the harness's
@@ -49,6 +57,9 @@ impl Run {
         cmd.env("RUN_READY_TIMEOUT", "120");
         if let Some(dir) = examples {
             cmd.env("RUN_EXAMPLES", dir);
+        }
+        if let Some(dir) = tmpdir {
+            cmd.env("TMPDIR", dir);
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -78,6 +89,7 @@ impl Run {
         Run {
             child,
             out,
+            ports,
             edge_port,
         }
     }
@@ -179,17 +191,17 @@ fn examples_with(tag: &str, from: &str, to: &str) -> PathBuf {
     dir
 }
 
-/// The log folder (`/tmp/trace-inject-run.XXXXXX`) the script names first in `out`.
+/// The log folder (`$TMPDIR/trace-inject-run.XXXXXX`) the script names first in `out`.
 fn log_folder(out: &str) -> PathBuf {
-    const PREFIX: &str = "/tmp/trace-inject-run.";
+    let prefix = format!("{}/trace-inject-run.", std::env::temp_dir().display());
     let at = out
-        .find(PREFIX)
-        .unwrap_or_else(|| panic!("no log folder named in:\n{out}"));
-    let suffix: String = out[at + PREFIX.len()..]
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no log folder {prefix}* named in:\n{out}"));
+    let suffix: String = out[at + prefix.len()..]
         .chars()
         .take_while(char::is_ascii_alphanumeric)
         .collect();
-    PathBuf::from(format!("{PREFIX}{suffix}"))
+    PathBuf::from(format!("{prefix}{suffix}"))
 }
 
 fn assert_fails_fast(tag: &str, from: &str, to: &str, expect: &[&str]) {
@@ -232,10 +244,10 @@ fn a_typo_in_the_plugin_configuration_names_the_field_within_seconds() {
         "value: '{}'",
         r#"value: '{"sampling": 5}'"#,
         &[
-            "make run: envoy (Envoy, /tmp/trace-inject-run.",
+            "make run: envoy (Envoy, ",
             "exited (status 1): invalid plugin configuration: field `sampling`: unknown field `sampling`",
             "cargo run -q --bin check-config -- FILE.json",
-            "make run: stopped everything it started; logs kept in /tmp/trace-inject-run.",
+            "make run: stopped everything it started; logs kept in ",
         ],
     );
 }
@@ -266,6 +278,29 @@ fn runs_until_ctrl_c_then_stops_everything_and_removes_its_logs() {
     let r = http::request(run.edge_port, "GET", "/", &[]).unwrap();
     assert_eq!(r.status, 200);
     assert!(r.header("x-trace-id").is_some(), "{r:?}");
+
+    // A second run on the same ports says which port is taken, and leaves no log folder behind
+    // (its TMPDIR, where it would make one, stays empty).
+    let tmp = std::env::temp_dir().join(format!(
+        "trace-inject-run-script-second-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut second = Run::start_on(run.ports, None, Some(&tmp));
+    let (code, out2) = second.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, 1, "{out2}");
+    assert!(
+        out2.contains("is in use: stop what listens there (an earlier 'make run'?"),
+        "{out2}"
+    );
+    assert!(!out2.contains("trace-inject-run."), "{out2}");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "a log folder was left in {}",
+        tmp.display()
+    );
+    let _ = std::fs::remove_dir(&tmp);
 
     run.signal("-INT");
     let (code, out) = run.wait_exit(Duration::from_secs(20));
