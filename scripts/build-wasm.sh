@@ -10,7 +10,9 @@ TARGET=wasm32-wasip1
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cd "$ROOT"
 
-apt_install binaryen wabt
+# cc links what cargo compiles natively on the way (build scripts, proc macros): a minimal
+# Debian 12 has no C toolchain.
+apt_install binaryen wabt gcc libc6-dev
 
 route_a() {
   command -v rustup >/dev/null 2>&1 || return 1

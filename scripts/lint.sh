@@ -3,6 +3,10 @@
 # filters, as wasm32-wasip1 (filter.rs, host.rs and bench/noop, bench/floor exist only there).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+command -v rustup >/dev/null 2>&1 || {
+  log "make lint needs rustup (its rustfmt and clippy components): install it from https://rustup.rs, then run make lint again"
+  exit 1
+}
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || timeout 120 rustup component add "$c"
 done

@@ -1,60 +1,194 @@
 #!/usr/bin/env bash
 # make run: the filter in local Envoys, in front of an echo upstream, with a trace collector.
-#   :10000  examples/envoy.yaml          a hop with no tracer: the filter's context flows
+#   :10000  examples/envoy.yaml          a hop with no tracer: the filter's context flows (admin :9901)
 #   :10001  examples/envoy-sidecar.yaml  a hop like an Istio sidecar: Envoy's Zipkin tracer runs
+#                                        and reports spans to the collector (admin :9902)
 #   :8080   echo upstream (answers with the request headers it received)
 #   :9411   Zipkin v2 collector (make traces prints what it holds)
-# Ctrl-C stops everything this script started.
+# Runs until Ctrl-C, which stops everything it started and removes its log folder. If any of these
+# processes exits, it prints that process's last log lines and error, stops the rest and keeps the
+# log folder.
+#
+# Environment, for tests and for a machine where a port is taken (defaults in brackets):
+#   RUN_ECHO_PORT [8080]  RUN_COLLECTOR_PORT [9411]
+#   RUN_EDGE_PORT [10000]  RUN_EDGE_ADMIN_PORT [9901]  RUN_SIDECAR_PORT [10001]  RUN_SIDECAR_ADMIN_PORT [9902]
+#   RUN_EXAMPLES [examples]   folder holding the Envoy configs to run (envoy.yaml, envoy-sidecar.yaml)
+#   RUN_BASE_ID [1000]        --base-id of the first Envoy; the next ones count up from it
+#   RUN_READY_TIMEOUT [30]    seconds to wait for every Envoy to be ready
+#   TMPDIR [/tmp]             where the log folder (trace-inject-run.XXXXXX) goes
+# A config whose ports are overridden runs as a copy, in the log folder, with the ports replaced
+# (`port_value: DEFAULT` -> `port_value: NEW`).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ENVOY="${ENVOY_BIN:-$TOOLS/venv/bin/envoy}"
-DEVTOOLS="$ROOT/target/release/trace-inject-devtools"
-LOGS="$(mktemp -d /tmp/trace-inject-run.XXXXXX)"
+DEVTOOLS="${CARGO_TARGET_DIR:-$ROOT/target}/release/trace-inject-devtools"
+EXAMPLES="${RUN_EXAMPLES:-examples}"
+BASE_ID="${RUN_BASE_ID:-1000}"
+READY_TIMEOUT="${RUN_READY_TIMEOUT:-30}"
 
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  echo; echo "stopped (logs were in $LOGS)"
-}
-trap cleanup INT TERM EXIT
+# The port each example config names -> the port this run uses.
+declare -A PORT=(
+  [8080]="${RUN_ECHO_PORT:-8080}"
+  [9411]="${RUN_COLLECTOR_PORT:-9411}"
+  [10000]="${RUN_EDGE_PORT:-10000}"
+  [9901]="${RUN_EDGE_ADMIN_PORT:-9901}"
+  [10001]="${RUN_SIDECAR_PORT:-10001}"
+  [9902]="${RUN_SIDECAR_ADMIN_PORT:-9902}"
+)
 
-for port in 8080 9411 10000 10001 9901 9902; do
+for f in "$ENVOY" "$DEVTOOLS" dist/trace_inject.wasm; do
+  [ -e "$f" ] || { echo "make run: $f is missing: run 'make run' (it builds and installs what it needs)" >&2; exit 1; }
+done
+apt_install curl
+for port in $(printf '%s\n' "${PORT[@]}" | sort -n); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use: stop whatever listens there (an earlier 'make run'?)" >&2; exit 1
+    echo "make run: port $port is in use: stop what listens there (an earlier 'make run'? see: ss -ltnp 'sport = :$port')" >&2
+    exit 1
   fi
 done
 
-"$DEVTOOLS" echo --port 8080 >"$LOGS/echo.log" 2>&1 & pids+=($!)
-"$DEVTOOLS" collector --port 9411 >"$LOGS/collector.log" 2>&1 & pids+=($!)
-"$ENVOY" -c examples/envoy.yaml --base-id 1000 -l warning --component-log-level wasm:info \
-  --service-cluster edge --service-node edge-1 \
-  >"$LOGS/envoy.log" 2>&1 & pids+=($!)
-"$ENVOY" -c examples/envoy-sidecar.yaml --base-id 1001 -l warning --component-log-level wasm:info \
-  >"$LOGS/envoy-sidecar.log" 2>&1 & pids+=($!)
+LOGS="$(mktemp -d "${TMPDIR:-/tmp}/trace-inject-run.XXXXXX")"
+declare -A NAME_OF=() WHAT=() ADMIN_FILE=()
+pids=()
+watcher=""
+FAILED=""
 
-for admin in 9901 9902; do
-  for _ in $(seq 100); do
-    curl -sf "localhost:$admin/ready" >/dev/null 2>&1 && break
-    sleep 0.1
+cleanup() {
+  local rc=$?
+  trap - INT TERM EXIT
+  for p in "${pids[@]}" $watcher; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$FAILED" ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ]; }; then
+    echo "make run: stopped everything it started; logs kept in $LOGS" >&2
+    exit 1
+  fi
+  rm -rf "$LOGS"
+  echo; echo "stopped (Ctrl-C): everything 'make run' started, and its log folder"
+  exit 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME WHAT CMD...: runs CMD in the background, its output in $LOGS/NAME.log.
+start() {
+  local name="$1" what="$2"; shift 2
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  pids+=($!); NAME_OF[$!]="$name"; WHAT[$name]="$what"
+}
+
+# config FILE: FILE as this run uses it: itself, or a copy with the overridden ports.
+config() {
+  local file="$EXAMPLES/$1" copy="$LOGS/$1" args=() default
+  for default in "${!PORT[@]}"; do
+    [ "${PORT[$default]}" = "$default" ] && continue
+    # Two steps (through a marker) so that one replacement cannot feed another.
+    args+=(-e "s/port_value: $default\\b/port_value: @$default@/" -e "s/@$default@/${PORT[$default]}/")
   done
-  curl -sf "localhost:$admin/ready" >/dev/null || { echo "Envoy (admin :$admin) did not start:"; tail -20 "$LOGS"/envoy*.log; exit 1; }
-done
+  if [ ${#args[@]} -eq 0 ]; then echo "$file"; return; fi
+  sed "${args[@]}" "$file" >"$copy" && echo "$copy"
+}
 
+# start_envoy NAME CONFIG [ENVOY ARGS...]: one Envoy; ready once its admin answers /ready.
+start_envoy() {
+  local name="$1" cfg; cfg="$(config "$2")"; shift 2
+  ADMIN_FILE[$name]="$LOGS/$name.admin"
+  start "$name" "Envoy, $cfg" "$ENVOY" -c "$cfg" --base-id "$((BASE_ID + ${#ADMIN_FILE[@]} - 1))" \
+    --admin-address-path "${ADMIN_FILE[$name]}" -l warning --component-log-level wasm:info "$@"
+}
+
+# What to do about an error line Envoy or the devtools printed.
+hint() {
+  case "$1" in
+    *"invalid plugin configuration"*)
+      echo "fix the plugin configuration (the 'configuration' value in the config above; README \"Configuration\");"
+      echo "check one before running it: cargo run -q --bin check-config -- FILE.json" ;;
+    *"Invalid path:"*)
+      echo "the Wasm module path (vm_config.code.local.filename) does not exist; it is relative to the"
+      echo "repository root; 'make build' writes dist/trace_inject.wasm" ;;
+    *"Failed to load Wasm code"*|*"Failed to load Wasm module"*)
+      echo "the file is not a proxy-wasm module: point vm_config.code.local.filename at dist/trace_inject.wasm" ;;
+    *"unable to bind domain socket with base_id"*)
+      echo "another Envoy uses this --base-id: stop it, or give this run others: RUN_BASE_ID=N make run" ;;
+    *"Address already in use"*|*"cannot bind"*|*"bind 127.0.0.1"*)
+      echo "a port is taken: stop what listens there, or set RUN_*_PORT (scripts/run.sh says which)" ;;
+    *)
+      echo "Envoy names the offending field or line above; check a config without serving it:"
+      echo "$ENVOY --mode validate -c FILE" ;;
+  esac
+}
+
+# failed PID STATUS: says which process exited and why, then stops the rest (cleanup).
+failed() {
+  local name="${NAME_OF[$1]}" log="$LOGS/${NAME_OF[$1]}.log" err
+  FAILED="$name"
+  # The most telling line: the filter's refusal (it names the field); else the message Envoy
+  # prints last when it gives up at start (no [time][thread] prefix); else its first error line.
+  local strip='s/^(\[[^]]*\]){4} (\[[^]]*\] )?//; s/^wasm log [^:]*: //'
+  err="$(grep -m1 'invalid plugin configuration' "$log" | sed -E "$strip" || true)"
+  if [ -z "$err" ]; then
+    err="$(tail -n 1 "$log")"
+    [[ "$err" != "["* ]] || err="$(grep -m1 -E '\]\[(error|critical)\]' "$log" | sed -E "$strip" || true)"
+  fi
+  [ -n "$err" ] || err="$(tail -n 1 "$log")"
+  {
+    echo
+    echo "make run: $name (${WHAT[$name]}) exited (status $2): $err"
+    echo "--- last lines of $log:"
+    tail -n 12 "$log" | sed 's/^/  /'
+    echo "---"
+    hint "$err" | sed '1s/^/what to do: /; 2,$s/^/            /'
+    echo "see more: less $log"
+  } >&2
+  exit 1
+}
+
+start echo "echo upstream" "$DEVTOOLS" echo --port "${PORT[8080]}"
+start collector "Zipkin collector" "$DEVTOOLS" collector --port "${PORT[9411]}"
+start_envoy envoy envoy.yaml --service-cluster edge --service-node edge-1
+start_envoy envoy-sidecar envoy-sidecar.yaml
+
+# Ready when every Envoy's admin says so. The check runs beside the processes, so that `wait -n`
+# returns the moment any of them exits (an Envoy busy compiling Wasm can hold /ready for seconds).
+ready_watch() {
+  local deadline=$(($(date +%s) + READY_TIMEOUT)) name f
+  for name in "${!ADMIN_FILE[@]}"; do
+    f="${ADMIN_FILE[$name]}"
+    until [ -s "$f" ] && curl -sf --max-time 2 -o /dev/null "http://$(cat "$f")/ready" 2>/dev/null; do
+      [ "$(date +%s)" -lt "$deadline" ] || { echo "$name"; exit 1; }
+      sleep 0.1
+    done
+  done
+}
+ready_watch >"$LOGS/not-ready" & watcher=$!
+status=0
+wait -n -p exited "${pids[@]}" "$watcher" || status=$?
+if [ "$exited" != "$watcher" ]; then
+  failed "$exited" "$status"
+elif [ "$status" -ne 0 ]; then
+  echo "make run: $(cat "$LOGS/not-ready") not ready after ${READY_TIMEOUT}s (logs: $LOGS; more time: RUN_READY_TIMEOUT=120 make run)" >&2
+  FAILED=timeout; exit 1
+fi
+rm -f "$LOGS/not-ready"
+
+traces="make traces"
+[ "${PORT[9411]}" = 9411 ] || traces="$DEVTOOLS traces --collector http://127.0.0.1:${PORT[9411]}"
 cat <<MSG
 
 trace-inject is running ($(stat -c %s dist/trace_inject.wasm) bytes of Wasm in two Envoys). Try:
 
-  curl -si localhost:10000/            # no tracer on this hop: x-trace-id is the context the filter wrote
-  curl -si localhost:10001/            # Envoy's tracer on this hop (like an Istio sidecar)
-  curl -si -H 'x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124' -H 'x-b3-spanid: a2fb4a1d1a96d312' localhost:10001/
+  curl -si localhost:${PORT[10000]}/            # no tracer on this hop: x-trace-id is the context the filter wrote
+  curl -si localhost:${PORT[10001]}/            # Envoy's tracer on this hop (like an Istio sidecar)
+  curl -si -H 'x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124' -H 'x-b3-spanid: a2fb4a1d1a96d312' localhost:${PORT[10001]}/
 
-Then see the traces Envoy reported (about 5 s later):
+Then see the traces the collector holds (about 5 s later; :${PORT[10000]} has no tracer and reports
+spans only when its plugin configuration turns "export" on: README "Try your own configuration"):
 
-  make traces                          # or: curl -s localhost:9411/api/v2/traces
+$(printf '  %-36s # or: curl -s localhost:%s/api/v2/traces' "$traces" "${PORT[9411]}")
 
-Logs: $LOGS (the filter's JSON lines are in envoy*.log). Ctrl-C stops everything.
+Logs: $LOGS (the filter's JSON lines are in envoy*.log).
+Runs until Ctrl-C (use a second terminal for the commands above).
 MSG
-wait -n "${pids[@]}"
-echo "a process exited; stopping the rest" >&2
+
+status=0
+wait -n -p exited "${pids[@]}" || status=$?
+failed "$exited" "$status"

@@ -6,12 +6,18 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut raw = Vec::new();
-    let read = match std::env::args_os().nth(1) {
-        Some(path) => std::fs::read(&path).map(|b| raw = b),
+    let path = std::env::args_os().nth(1);
+    let read = match &path {
+        Some(path) => std::fs::read(path).map(|b| raw = b),
         None => std::io::stdin().read_to_end(&mut raw).map(|_| ()),
     };
     if let Err(e) = read {
-        eprintln!("check-config: {e}");
+        // Name what could not be read: "No such file or directory" alone does not say which.
+        let what = path.map_or("stdin".into(), |p| p.to_string_lossy().into_owned());
+        eprintln!("check-config: cannot read {what}: {e}");
+        eprintln!(
+            "usage: check-config [FILE.json]   (the plugin configuration as JSON; no FILE: stdin)"
+        );
         return ExitCode::from(2);
     }
     match trace_inject::config::Config::parse(&raw) {
