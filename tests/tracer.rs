@@ -258,7 +258,7 @@ fn tracer_hop_default_config_detects_the_tracer() {
         .wait_for_log("Envoy's tracer runs on this hop", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        warning.contains("[warning][wasm]") && warning.contains("\"tracer\": \"envoy\""),
+        warning.contains("[warning][wasm]") && warning.contains("\"tracer\": \"zipkin\""),
         "{warning}"
     );
 }
