@@ -9,7 +9,9 @@ B3T = "463ac35c9f6413ad48485a3953bb6124"
 def short(x, names):
     if x is None:
         return "—"
-    for full, n in ((TID, "T"), (B3T, "B"), (SID, "S")):
+    # Longest first: the all-zero ids, then the upper-case spellings of T and S.
+    for full, n in (("0" * 32, "0×32"), ("0" * 16, "0×16"), (TID, "T"), (TID.upper(), "T↑"),
+                    (B3T, "B"), (SID, "S"), (SID.upper(), "S↑")):
         x = x.replace(full, n)
     for full, n in names.items():
         x = x.replace(full, n)
@@ -24,7 +26,7 @@ def main():
         for i, r in enumerate(cfg["rows"]):
             names = {}
             def nm(t):
-                if t in (TID, B3T) or not t:
+                if not t or t.lower() in (TID, B3T) or set(t) == {"0"}:
                     return
                 if t not in names:
                     names[t] = f"N{len(names)+1}"
