@@ -127,14 +127,16 @@ impl EnvoyBuilder {
         self
     }
 
-    /// Makes Envoy's Zipkin tracer post each span at once instead of batching them for ~5 s, so
-    /// a test need not wait: adds the runtime key `tracing.zipkin.min_flush_spans: 1` as an extra
-    /// runtime layer (`--config-yaml` merges it into the config's own `layered_runtime`).
+    /// Makes Envoy's Zipkin and OpenTelemetry tracers post each span at once instead of batching
+    /// them for ~5 s, so a test need not wait: adds the runtime keys
+    /// `tracing.zipkin.min_flush_spans: 1` and `tracing.opentelemetry.min_flush_spans: 1` as an
+    /// extra runtime layer (`--config-yaml` merges it into the config's own `layered_runtime`).
     pub fn flush_spans_immediately(self) -> Self {
         self.extra_args([
             "--config-yaml",
             "{layered_runtime: {layers: [{name: devtools_flush_spans, \
-             static_layer: {tracing.zipkin.min_flush_spans: 1}}]}}",
+             static_layer: {tracing.zipkin.min_flush_spans: 1, \
+             tracing.opentelemetry.min_flush_spans: 1}}]}}",
         ])
     }
 
