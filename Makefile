@@ -6,7 +6,7 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e deps envoy clean help
+.PHONY: all build run traces test lint unit e2e e2e-matrix deps envoy clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make run     - the filter in a local Envoy, with an echo upstream and a trace collector"
 	@echo "make traces  - print the traces the local collector holds, as trees"
 	@echo "make test    - fmt, clippy, unit tests, e2e tests against a real Envoy"
+	@echo "make e2e-matrix [ENVOY_VERSIONS=\"1.37.0 1.40.0\"] - the e2e tests on each Envoy version"
 
 # Only the filter's sources make the .wasm stale.
 $(WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs') scripts/build-wasm.sh
@@ -44,6 +45,11 @@ unit:
 
 e2e: build envoy
 	cargo test -q --locked --workspace --test "*" -- --test-threads=4
+
+# The e2e suite against each Envoy minor Istio ships (each pip-installed into .tools/envoy-X).
+ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.38.2 1.39.3 1.40.0
+e2e-matrix: build
+	scripts/e2e-matrix.sh $(ENVOY_VERSIONS)
 
 test: lint unit e2e test-wasmplugin test-oci
 

@@ -21,6 +21,6 @@ pub mod zipkin;
 
 pub use collector::Collector;
 pub use echo::{EchoServer, RecordedRequest};
-pub use envoy::{free_port, Envoy, EnvoyBuilder};
+pub use envoy::{envoy_version, free_port, Envoy, EnvoyBuilder};
 pub use http::{request, request_with_body, Response};
 pub use zipkin::Span;
