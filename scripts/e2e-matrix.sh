@@ -31,7 +31,7 @@ for v in "$@"; do
   line="$(printf '%-8s %s  %3d passed  %3d failed  %4ds  %s' "$v" "$verdict" "$passed" "$nfail" "$secs" "target/e2e-matrix/$v.log")"
   summary+=("$line")
   if [ "$rc" -ne 0 ]; then
-    grep -E '^    [a-z_:]+$|^---- ' "$OUT/$v.log" | sed 's/^/    /' | sort -u | head -40 >&2 || true
+    sed -n 's/^---- \(.*\) stdout ----$/    failed: \1/p' "$OUT/$v.log" | sort -u >&2 || true
   fi
 done
 printf '\n== e2e matrix ==\n'
