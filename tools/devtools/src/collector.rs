@@ -26,7 +26,8 @@
 //! last 10,000 spans are kept. Spans reported twice (shared client/server ids) are not merged.
 
 use crate::otlp;
-use crate::server::{Reply, Request, Server};
+use crate::server::{Reply, Request};
+use crate::tiny::TinyServer as Server;
 use crate::zipkin::{self, Span, TraceQuery};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -659,6 +660,20 @@ mod tests {
             request(c.port(), "GET", "/v1/traces", &[]).unwrap().status,
             405
         );
+    }
+
+    #[test]
+    fn bad_requests_do_not_stop_the_server() {
+        let c = Collector::start();
+        // More broken connections than the server has workers.
+        for _ in 0..10 {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", c.port())).unwrap();
+            s.write_all(b"GARBAGE\r\n\r\n").unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+        }
+        let r = request(c.port(), "GET", "/health", &[]).unwrap();
+        assert_eq!(r.status, 200);
     }
 
     #[test]

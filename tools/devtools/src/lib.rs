@@ -16,6 +16,7 @@ pub mod envoy;
 pub mod http;
 pub mod otlp;
 mod server;
+mod tiny;
 pub mod tree;
 pub mod zipkin;
 
