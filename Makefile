@@ -6,13 +6,14 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e deps envoy devtools gohost oracle clean help
+.PHONY: all build run traces test lint unit e2e e2e-matrix deps envoy devtools gohost oracle clean help
 
 all: build
 
 # Every target with a `## ` comment on its rule line, in file order.
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
 
 # Only the filter's sources make the .wasm stale.
 $(WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs') scripts/build-wasm.sh
@@ -52,6 +53,12 @@ unit: ## every test that needs no Envoy: unit tests, property tests, the OTLP sc
 
 e2e: build envoy devtools gohost oracle ## every test against a real Envoy
 	cargo test -q --locked --workspace $(addprefix --test ,$(E2E_TESTS)) -- --test-threads=4
+
+# The e2e suite against each Envoy minor Istio ships (each pip-installed into .tools/envoy-X).
+ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.38.2 1.39.3 1.40.0
+e2e-matrix: build devtools gohost oracle ## the e2e suite on each Envoy in ENVOY_VERSIONS (CI runs it after make test)
+	E2E_ARGS="$(addprefix --test ,$(E2E_TESTS))" scripts/e2e-matrix.sh $(ENVOY_VERSIONS)
+
 
 test: lint unit e2e test-wasmplugin test-oci ## everything: lint, unit, e2e, WasmPlugin and OCI checks
 

@@ -3,8 +3,10 @@
 #   :10000  examples/envoy.yaml          a hop with no tracer: the filter's context flows (admin :9901)
 #   :10001  examples/envoy-sidecar.yaml  a hop like an Istio sidecar: Envoy's Zipkin tracer runs
 #                                        and reports spans to the collector (admin :9902)
+#   :10002  examples/envoy-sidecar-otel.yaml  the same with Envoy's OpenTelemetry tracer (Istio's
+#                                        `opentelemetry` provider), OTLP to the collector (admin :9903)
 #   :8080   echo upstream (answers with the request headers it received)
-#   :9411   Zipkin v2 collector (make traces prints what it holds)
+#   :9411   collector: Zipkin v2 and OTLP/HTTP (/v1/traces); make traces prints what it holds
 # Runs until Ctrl-C, which stops everything it started and removes its log folder. If any of these
 # processes exits, it prints that process's last log lines and error, stops the rest and keeps the
 # log folder.
@@ -12,6 +14,7 @@
 # Environment, for tests and for a machine where a port is taken (defaults in brackets):
 #   RUN_ECHO_PORT [8080]  RUN_COLLECTOR_PORT [9411]
 #   RUN_EDGE_PORT [10000]  RUN_EDGE_ADMIN_PORT [9901]  RUN_SIDECAR_PORT [10001]  RUN_SIDECAR_ADMIN_PORT [9902]
+#   RUN_OTEL_PORT [10002]  RUN_OTEL_ADMIN_PORT [9903]
 #   RUN_EXAMPLES [examples]   folder holding the Envoy configs to run (envoy.yaml, envoy-sidecar.yaml)
 #   RUN_BASE_ID [1000]        --base-id of the first Envoy; the next ones count up from it
 #   RUN_READY_TIMEOUT [30]    seconds to wait for every Envoy to be ready
@@ -34,6 +37,8 @@ declare -A PORT=(
   [9901]="${RUN_EDGE_ADMIN_PORT:-9901}"
   [10001]="${RUN_SIDECAR_PORT:-10001}"
   [9902]="${RUN_SIDECAR_ADMIN_PORT:-9902}"
+  [10002]="${RUN_OTEL_PORT:-10002}"
+  [9903]="${RUN_OTEL_ADMIN_PORT:-9903}"
 )
 
 for f in "$ENVOY" "$DEVTOOLS" dist/trace_inject.wasm; do
@@ -143,9 +148,10 @@ failed() {
 }
 
 start echo "echo upstream" "$DEVTOOLS" echo --port "${PORT[8080]}"
-start collector "Zipkin collector" "$DEVTOOLS" collector --port "${PORT[9411]}"
+start collector "collector (Zipkin and OTLP)" "$DEVTOOLS" collector --port "${PORT[9411]}"
 start_envoy envoy envoy.yaml --service-cluster edge --service-node edge-1
 start_envoy envoy-sidecar envoy-sidecar.yaml
+start_envoy envoy-sidecar-otel envoy-sidecar-otel.yaml
 
 # Ready when every Envoy's admin says so. The check runs beside the processes, so that `wait -n`
 # returns the moment any of them exits (an Envoy busy compiling Wasm can hold /ready for seconds).
@@ -174,10 +180,11 @@ traces="make traces"
 [ "${PORT[9411]}" = 9411 ] || traces="$DEVTOOLS traces --collector http://127.0.0.1:${PORT[9411]}"
 cat <<MSG
 
-trace-inject is running ($(stat -c %s dist/trace_inject.wasm) bytes of Wasm in two Envoys). Try:
+trace-inject is running ($(stat -c %s dist/trace_inject.wasm) bytes of Wasm in three Envoys). Try:
 
   curl -si localhost:${PORT[10000]}/            # no tracer on this hop: x-trace-id is the context the filter wrote
-  curl -si localhost:${PORT[10001]}/            # Envoy's tracer on this hop (like an Istio sidecar)
+  curl -si localhost:${PORT[10001]}/            # Envoy's Zipkin tracer on this hop (like an Istio sidecar)
+  curl -si localhost:${PORT[10002]}/            # Envoy's OpenTelemetry tracer on this hop (Istio's opentelemetry provider)
   curl -si -H 'x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124' -H 'x-b3-spanid: a2fb4a1d1a96d312' localhost:${PORT[10001]}/
 
 Then see the traces the collector holds (about 5 s later; :${PORT[10000]} has no tracer and reports

@@ -90,7 +90,8 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
         assert!((0.0..5000.0).contains(&ms), "{ms}");
     }
     // Span tags on the spans Envoy's tracer reported (the repaired request has no span: Envoy's
-    // tracer made none, measured).
+    // tracer made none, measured). Envoy 1.36 cannot read filter state into span tags
+    // (examples/envoy-sidecar-1.36.yaml has none): there the spans are still checked.
     for (trace_id, _) in &told[..2] {
         let spans = hop
             .collector
@@ -98,6 +99,10 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
         let span = spans
             .first()
             .unwrap_or_else(|| panic!("no span for {trace_id}"));
+        if !envoy_has_value_tags() {
+            assert_eq!(span.tag("service"), None, "no tags expected on 1.36");
+            continue;
+        }
         for (tag, want) in [
             ("service", "backend"),
             ("namespace", "default"),

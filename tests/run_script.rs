@@ -21,7 +21,7 @@ struct Run {
     edge_port: u16,
 }
 
-type Ports = [(&'static str, u16); 6];
+type Ports = [(&'static str, u16); 8];
 
 impl Run {
     fn start(examples: Option<&Path>) -> Run {
@@ -32,6 +32,8 @@ impl Run {
             ("RUN_EDGE_ADMIN_PORT", free_port()),
             ("RUN_SIDECAR_PORT", free_port()),
             ("RUN_SIDECAR_ADMIN_PORT", free_port()),
+            ("RUN_OTEL_PORT", free_port()),
+            ("RUN_OTEL_ADMIN_PORT", free_port()),
         ];
         Run::start_on(ports, examples, None)
     }
@@ -178,7 +180,7 @@ fn examples_with(tag: &str, from: &str, to: &str) -> PathBuf {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["envoy.yaml", "envoy-sidecar.yaml"] {
+    for f in ["envoy.yaml", "envoy-sidecar.yaml", "envoy-sidecar-otel.yaml"] {
         let text = std::fs::read_to_string(Path::new("examples").join(f)).unwrap();
         let text = if f == "envoy.yaml" {
             assert_eq!(text.matches(from).count(), 1, "examples/{f}: one {from:?}");

@@ -81,7 +81,22 @@ pub fn plugin_config_line(example: &str) -> String {
     line.trim_start().to_string()
 }
 
-/// `examples/envoy-sidecar.yaml` (Envoy's Zipkin tracer, Istio-shaped node) in front of `echo`,
+/// The sidecar example the Envoy under test loads: `envoy-sidecar.yaml`, or on Envoy 1.36 (no
+/// `value:` custom tags) `envoy-sidecar-1.36.yaml`, the same without the workload span tags.
+pub fn sidecar_example() -> &'static str {
+    match trace_inject_devtools::envoy_version() {
+        Ok(v) if v < (1, 37, 0) => "envoy-sidecar-1.36.yaml",
+        _ => "envoy-sidecar.yaml",
+    }
+}
+
+/// Whether the Envoy under test tags spans from the filter's filter state (`value:` custom tags,
+/// Envoy 1.37+; see [`sidecar_example`]).
+pub fn envoy_has_value_tags() -> bool {
+    sidecar_example() == "envoy-sidecar.yaml"
+}
+
+/// [`sidecar_example`] (Envoy's Zipkin tracer, Istio-shaped node) in front of `echo`,
 /// reporting to `collector`; `plugin_config` `None` keeps the example's own.
 pub fn sidecar_builder(
     echo: &EchoServer,
@@ -90,7 +105,8 @@ pub fn sidecar_builder(
     plugin_config: Option<&str>,
 ) -> EnvoyBuilder {
     wasm_built();
-    let mut b = Envoy::builder("examples/envoy-sidecar.yaml")
+    let example = sidecar_example();
+    let mut b = Envoy::builder(format!("examples/{example}"))
         .replace("port_value: 10001}", format!("port_value: {port}}}"))
         .replace(
             "port_value: 8080}",
@@ -104,7 +120,7 @@ pub fn sidecar_builder(
         .flush_spans_immediately();
     if let Some(c) = plugin_config {
         b = b.replace(
-            &plugin_config_line("envoy-sidecar.yaml"),
+            &plugin_config_line(example),
             format!("value: '{}'", c.replace('\'', "''")),
         );
     }

@@ -15,11 +15,19 @@
 //!   (Zipkin lower-cases names; Jaeger does not).
 //! - `GET /api/v2/trace/{traceId}` → that trace's spans, or 404.
 //! - `GET /health` → `{"status":"UP"}`.
+//! - `POST /v1/traces`: OTLP/HTTP trace export, protobuf (`application/x-protobuf`, what Envoy's
+//!   OpenTelemetry tracer sends, chunked) or JSON (`application/json`) → 200 with an empty
+//!   `ExportTraceServiceResponse` in the same encoding; undecodable → 400; another content type
+//!   or a compressed body → 415. The spans join the same store (see [`crate::otlp`] for the
+//!   mapping), so every query above shows them. The same collector can also listen on a second
+//!   port ([`Collector::listen_also`]), e.g. OTLP/HTTP's usual 4318.
 //!
 //! Trace ids are normalised like Zipkin's (see [`crate::zipkin::normalize_trace_id`]). Only the
 //! last 10,000 spans are kept. Spans reported twice (shared client/server ids) are not merged.
 
-use crate::server::{Reply, Request, Server};
+use crate::otlp;
+use crate::server::{Reply, Request};
+use crate::tiny::TinyServer as Server;
 use crate::zipkin::{self, Span, TraceQuery};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -100,6 +108,8 @@ struct State {
 /// A Zipkin v2 collector on 127.0.0.1. Stops when dropped.
 pub struct Collector {
     server: Server,
+    /// More listeners on the same store (e.g. the OTLP/HTTP port).
+    more: Vec<Server>,
     state: Arc<State>,
 }
 
@@ -122,7 +132,25 @@ impl Collector {
             "collector",
             Arc::new(move |req: &Request| handle(&st, req)),
         )?;
-        Ok(Collector { server, state })
+        Ok(Collector {
+            server,
+            more: Vec::new(),
+            state,
+        })
+    }
+
+    /// Serves the same API and store on `addr` too (e.g. `127.0.0.1:4318`, where OTLP/HTTP
+    /// exporters look by default); returns the bound port.
+    pub fn listen_also(&mut self, addr: &str) -> io::Result<u16> {
+        let st = self.state.clone();
+        let server = Server::bind(
+            addr,
+            "collector",
+            Arc::new(move |req: &Request| handle(&st, req)),
+        )?;
+        let port = server.port();
+        self.more.push(server);
+        Ok(port)
     }
 
     pub fn port(&self) -> u16 {
@@ -211,6 +239,7 @@ fn handle(state: &State, req: &Request) -> Reply {
     };
     match path {
         "/api/v2/spans" if req.method == "POST" => post_spans(state, req),
+        "/v1/traces" if req.method == "POST" => post_otlp(state, req),
         "/api/v2/spans" | "/api/v2/remoteServices" if get => {
             let Some(service) = param("serviceName") else {
                 return Reply::text(400, "serviceName is required\n");
@@ -271,12 +300,12 @@ fn handle(state: &State, req: &Request) -> Reply {
             }
             Reply::json(200, &json!(spans))
         }
-        "/api/v2/spans" | "/api/v2/services" | "/api/v2/traces" | "/health" => {
+        "/api/v2/spans" | "/api/v2/services" | "/api/v2/traces" | "/health" | "/v1/traces" => {
             Reply::text(405, format!("{} not allowed on {path}\n", req.method))
         }
         _ => Reply::text(
             404,
-            format!("no route for {path} (this is a Zipkin v2 collector)\n"),
+            format!("no route for {path} (this is a Zipkin v2 and OTLP/HTTP trace collector)\n"),
         ),
     }
 }
@@ -308,17 +337,58 @@ fn post_spans(state: &State, req: &Request) -> Reply {
             return Reply::text(400, e + "\n");
         }
     };
+    accept(state, spans, "Zipkin");
+    Reply::text(202, "")
+}
+
+fn post_otlp(state: &State, req: &Request) -> Reply {
+    let ct = req
+        .header("content-type")
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default();
+    let Some(encoding) = otlp::Encoding::from_content_type(&ct) else {
+        return Reply::text(
+            415,
+            format!("OTLP/HTTP takes application/x-protobuf or application/json, not {ct:?}\n"),
+        );
+    };
+    if let Some(enc) = req.header("content-encoding") {
+        if !enc.eq_ignore_ascii_case(b"identity") {
+            return Reply::text(415, "compressed bodies are not supported\n");
+        }
+    }
+    let spans = match otlp::decode(encoding, &req.body).and_then(|r| otlp::to_zipkin(&r)) {
+        Ok(s) => s,
+        Err(e) => {
+            if state.log.load(Ordering::Relaxed) {
+                eprintln!(
+                    "collector: rejected an OTLP POST of {} bytes: {e}",
+                    req.body.len()
+                );
+            }
+            return Reply::text(400, e + "\n");
+        }
+    };
+    accept(state, spans, "OTLP");
+    Reply {
+        status: 200,
+        content_type: encoding.content_type(),
+        body: encoding.success_body(),
+    }
+}
+
+/// Stores spans that passed validation and wakes the waiters.
+fn accept(state: &State, spans: Vec<Span>, protocol: &str) {
     if state.log.load(Ordering::Relaxed) {
         let ids: BTreeSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
         eprintln!(
-            "collector: {} span(s) of trace(s) {}",
+            "collector: {} {protocol} span(s) of trace(s) {}",
             spans.len(),
             ids.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
     state.store.lock().unwrap().add(spans);
     state.arrived.notify_all();
-    Reply::text(202, "")
 }
 
 #[cfg(test)]
@@ -522,6 +592,88 @@ mod tests {
         assert_eq!(spans.len(), 1);
         assert!(t0.elapsed() >= Duration::from_millis(300));
         assert_eq!(c.wait_for_spans(1, Duration::ZERO).len(), 1);
+    }
+
+    /// Posts `body` to `/v1/traces` chunked, as Envoy's OpenTelemetry tracer does.
+    fn post_otlp_chunked(port: u16, ct: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut out = format!(
+            "POST /v1/traces HTTP/1.1\r\nhost: otel\r\ncontent-type: {ct}\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        for chunk in body.chunks(body.len().div_ceil(3).max(1)) {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        s.write_all(&out).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let status = String::from_utf8_lossy(&resp[9..12]).parse().unwrap();
+        let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        (status, resp[body_at..].to_vec())
+    }
+
+    #[test]
+    fn otlp_protobuf_and_json_land_in_the_zipkin_views() {
+        use prost::Message;
+        let mut c = Collector::start();
+        let second = c.listen_also("127.0.0.1:0").unwrap();
+        let mut req = crate::otlp::tests::envoy_like_request();
+        let (status, body) =
+            post_otlp_chunked(c.port(), "application/x-protobuf", &req.encode_to_vec());
+        assert_eq!(status, 200);
+        assert!(body.is_empty(), "an empty ExportTraceServiceResponse");
+        // Another trace, as OTLP/JSON, on the second listener.
+        for s in &mut req.resource_spans[0].scope_spans[0].spans {
+            s.trace_id[15] = 0x37;
+        }
+        let json = serde_json::to_vec(&req).unwrap();
+        let (status, body) = post_otlp_chunked(second, "application/json", &json);
+        assert_eq!(status, 200);
+        assert_eq!(body, b"{}");
+        let get = |p: &str| request(c.port(), "GET", p, &[]).unwrap().json();
+        assert_eq!(get("/api/v2/services"), json!(["backend.default"]));
+        let traces = get("/api/v2/traces");
+        assert_eq!(traces.as_array().unwrap().len(), 2);
+        let t = get("/api/v2/trace/4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.as_array().unwrap().len(), 2);
+        assert_eq!(t[0]["kind"], "SERVER");
+        assert_eq!(t[0]["localEndpoint"]["serviceName"], "backend.default");
+        assert_eq!(t[0]["tags"]["upstream_cluster"], "echo");
+        assert_eq!(t[1]["parentId"], t[0]["id"]);
+        assert_eq!(c.trace("4bf92f3577b34da6a3ce929d0e0e4737").len(), 2);
+        // Undecodable, or not an OTLP content type: nothing stored.
+        assert_eq!(
+            post_otlp_chunked(c.port(), "application/x-protobuf", b"\xff\x01").0,
+            400
+        );
+        assert_eq!(
+            post_otlp_chunked(c.port(), "application/json", b"{\"resourceSpans\":7}").0,
+            400
+        );
+        assert_eq!(post_otlp_chunked(c.port(), "text/plain", b"x").0, 415);
+        assert_eq!(c.spans().len(), 4);
+        assert_eq!(
+            request(c.port(), "GET", "/v1/traces", &[]).unwrap().status,
+            405
+        );
+    }
+
+    #[test]
+    fn bad_requests_do_not_stop_the_server() {
+        let c = Collector::start();
+        // More broken connections than the server has workers.
+        for _ in 0..10 {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", c.port())).unwrap();
+            s.write_all(b"GARBAGE\r\n\r\n").unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+        }
+        let r = request(c.port(), "GET", "/health", &[]).unwrap();
+        assert_eq!(r.status, 200);
     }
 
     #[test]

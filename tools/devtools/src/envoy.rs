@@ -86,6 +86,37 @@ fn find_envoy(
     })
 }
 
+/// The version of the Envoy [`envoy_binary`] finds, as (major, minor, patch), from
+/// `envoy --version` (`…/1.37.0/Clean/RELEASE/BoringSSL`); asked once per process. Tests use it
+/// to pick a config an older Envoy loads (1.36 has no `value:` custom tags).
+pub fn envoy_version() -> Result<(u32, u32, u32), String> {
+    static VERSION: std::sync::OnceLock<Result<(u32, u32, u32), String>> =
+        std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let bin = envoy_binary()?;
+            let out = Command::new(&bin)
+                .arg("--version")
+                .output()
+                .map_err(|e| format!("{} --version: {e}", bin.display()))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            parse_version(&text)
+                .ok_or_else(|| format!("no version in `{} --version`: {text}", bin.display()))
+        })
+        .clone()
+}
+
+/// The first `/X.Y.Z/` in Envoy's version line.
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    text.split('/').find_map(|part| {
+        let mut it = part.split('.').map(|n| n.parse::<u32>().ok());
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) => Some((a, b, c)),
+            _ => None,
+        }
+    })
+}
+
 /// Options for [`Envoy`]; from [`Envoy::builder`].
 #[derive(Debug, Clone)]
 pub struct EnvoyBuilder {
@@ -127,14 +158,16 @@ impl EnvoyBuilder {
         self
     }
 
-    /// Makes Envoy's Zipkin tracer post each span at once instead of batching them for ~5 s, so
-    /// a test need not wait: adds the runtime key `tracing.zipkin.min_flush_spans: 1` as an extra
-    /// runtime layer (`--config-yaml` merges it into the config's own `layered_runtime`).
+    /// Makes Envoy's Zipkin and OpenTelemetry tracers post each span at once instead of batching
+    /// them for ~5 s, so a test need not wait: adds the runtime keys
+    /// `tracing.zipkin.min_flush_spans: 1` and `tracing.opentelemetry.min_flush_spans: 1` as an
+    /// extra runtime layer (`--config-yaml` merges it into the config's own `layered_runtime`).
     pub fn flush_spans_immediately(self) -> Self {
         self.extra_args([
             "--config-yaml",
             "{layered_runtime: {layers: [{name: devtools_flush_spans, \
-             static_layer: {tracing.zipkin.min_flush_spans: 1}}]}}",
+             static_layer: {tracing.zipkin.min_flush_spans: 1, \
+             tracing.opentelemetry.min_flush_spans: 1}}]}}",
         ])
     }
 
@@ -437,6 +470,17 @@ pub fn parse_stat(stats: &str, name: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_envoys_version_line() {
+        let line = "\nenvoy  version: 3909deb175ef358202d6ab4f94d683ffc0fdb477/1.37.0/Clean/RELEASE/BoringSSL\n";
+        assert_eq!(parse_version(line), Some((1, 37, 0)));
+        assert_eq!(
+            parse_version("envoy version: abc/1.36.2/Modified/RELEASE/BoringSSL"),
+            Some((1, 36, 2))
+        );
+        assert_eq!(parse_version("no version here"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -2,7 +2,8 @@
 //! `make run` / `make traces` (the `trace-inject-devtools` binary):
 //!
 //! - [`EchoServer`]: an upstream that answers every request with the headers it received.
-//! - [`Collector`]: an in-memory Zipkin v2 collector (what Envoy's Zipkin tracer posts to).
+//! - [`Collector`]: an in-memory trace collector: the Zipkin v2 API (what Envoy's Zipkin tracer
+//!   posts to) and OTLP/HTTP `POST /v1/traces` (what its OpenTelemetry tracer posts), one store.
 //! - [`tree`]: traces rendered as indented trees for the terminal.
 //! - [`envoy`]: a harness that runs a real Envoy on a config file for one test.
 //! - [`http`]: a raw HTTP/1.1 client that sends header bytes exactly as given.
@@ -13,12 +14,14 @@ pub mod collector;
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod otlp;
 mod server;
+mod tiny;
 pub mod tree;
 pub mod zipkin;
 
 pub use collector::Collector;
 pub use echo::{EchoServer, RecordedRequest};
-pub use envoy::{free_port, Envoy, EnvoyBuilder};
+pub use envoy::{envoy_version, free_port, Envoy, EnvoyBuilder};
 pub use http::{request, request_with_body, Response};
 pub use zipkin::Span;

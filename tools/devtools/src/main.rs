@@ -1,4 +1,4 @@
-//! `trace-inject-devtools`: the echo upstream, the Zipkin collector and the trace viewer as
+//! `trace-inject-devtools`: the echo upstream, the trace collector (Zipkin v2 and OTLP/HTTP) and the trace viewer as
 //! commands, for `make run` and `make traces`.
 
 use std::io::IsTerminal;
@@ -12,9 +12,12 @@ commands:
   echo [--port N] [-q]        echo upstream on 127.0.0.1:N (default 8080): answers 200 with
                               {\"method\",\"path\",\"headers\":[[name,value],...]};
                               /status/NNN answers status NNN
-  collector [--port N] [-q]   Zipkin v2 collector on 127.0.0.1:N (default 9411), in memory:
-                              POST /api/v2/spans, GET /api/v2/services, /api/v2/traces,
-                              /api/v2/trace/{id}
+  collector [--port N] [--otlp-port M] [-q]
+                              trace collector on 127.0.0.1:N (default 9411), in memory:
+                              POST /api/v2/spans (Zipkin v2 JSON), POST /v1/traces (OTLP/HTTP,
+                              protobuf or JSON), GET /api/v2/services, /api/v2/traces,
+                              /api/v2/trace/{id}; --otlp-port M serves the same on M too
+                              (e.g. 4318, OTLP/HTTP's usual port)
   traces [--collector URL] [--limit N] [--service NAME] [--id TRACEID] [--no-color]
                               print traces from a Zipkin API (default http://127.0.0.1:9411,
                               10 newest traces) as trees, newest last
@@ -118,15 +121,23 @@ fn serve_echo(args: &[String]) -> Result<(), String> {
 }
 
 fn serve_collector(args: &[String]) -> Result<(), String> {
-    let o = Opts::parse(args, &["--port"], &["-q", "--quiet"])?;
+    let o = Opts::parse(args, &["--port", "--otlp-port"], &["-q", "--quiet"])?;
     let port: u16 = o.number("--port", 9411)?;
-    let c = Collector::bind(&format!("127.0.0.1:{port}"))
+    let mut c = Collector::bind(&format!("127.0.0.1:{port}"))
         .map_err(|e| format!("collector: bind 127.0.0.1:{port}: {e}"))?;
     c.set_logging(!(o.flag("-q") || o.flag("--quiet")));
     eprintln!(
-        "Zipkin v2 collector listening on http://127.0.0.1:{} (POST /api/v2/spans)",
+        "trace collector listening on http://127.0.0.1:{} (Zipkin v2: POST /api/v2/spans; \
+         OTLP/HTTP: POST /v1/traces)",
         c.port()
     );
+    let otlp_port: u16 = o.number("--otlp-port", 0)?;
+    if otlp_port != 0 {
+        let p = c
+            .listen_also(&format!("127.0.0.1:{otlp_port}"))
+            .map_err(|e| format!("collector: bind 127.0.0.1:{otlp_port}: {e}"))?;
+        eprintln!("  and on http://127.0.0.1:{p} (the same API and store)");
+    }
     c.wait();
     Ok(())
 }

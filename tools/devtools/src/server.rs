@@ -1,7 +1,8 @@
 //! A minimal HTTP/1.1 server: thread per connection, keep-alive, `content-length` and chunked
 //! request bodies, header values kept as raw bytes.
 //!
-//! Why not tiny_http: it drops any request whose header bytes are not ASCII and trims values,
+//! The echo's server (the collector runs on tiny_http, see `tiny.rs`). Why not tiny_http here: it
+//! drops any request whose header bytes are not ASCII and trims values,
 //! and the echo upstream must show exactly what Envoy forwarded (a filter test sends `\xff`).
 
 use std::collections::HashMap;

@@ -7,6 +7,7 @@ use trace_inject_devtools::{request, tree, Collector, EchoServer};
 
 const DIRECT: &str = "tests/direct_response.yaml";
 const TRACED: &str = "tests/traced_proxy.yaml";
+const OTEL: &str = "tests/otel_proxy.yaml";
 
 fn direct(listener: u16, admin: u16) -> Vec<(&'static str, String)> {
     vec![
@@ -208,4 +209,76 @@ fn real_envoy_through_echo_to_collector() {
         "{text}"
     );
     assert!(text.contains("  harness.header=yes"), "{text}");
+}
+
+#[test]
+fn real_envoy_opentelemetry_tracer_to_the_otlp_collector() {
+    let echo = EchoServer::start();
+    let collector = Collector::start();
+    let (listener, admin) = (free_port(), free_port());
+    let envoy = Envoy::builder(OTEL)
+        .replace("port_value: 10000", format!("port_value: {listener}"))
+        .replace("port_value: 9901", format!("port_value: {admin}"))
+        .replace("ECHO_PORT", echo.port().to_string())
+        .replace("OTLP_PORT", collector.port().to_string())
+        .flush_spans_immediately()
+        .start()
+        .unwrap();
+
+    // One request joining a W3C context, one starting a trace.
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = request(
+        listener,
+        "GET",
+        "/",
+        &[(b"traceparent", tp.as_bytes()), (b"x-harness", b"w3c")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let r = request(listener, "GET", "/status/201", &[]).unwrap();
+    assert_eq!(r.status, 201);
+    let seen = echo.requests();
+    let upstream: Vec<&str> = seen
+        .iter()
+        .map(|q| {
+            q.header("traceparent")
+                .expect("the tracer wrote traceparent")
+        })
+        .collect();
+
+    // The tracer posts OTLP protobuf, chunked; each span at once (min_flush_spans 1).
+    let t0 = Instant::now();
+    let joined = collector.wait_for_trace(
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        1,
+        Duration::from_secs(15),
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "spans were batched");
+    assert_eq!(joined.len(), 1, "{:?}", collector.spans());
+    let s = &joined[0];
+    assert_eq!(s.service_name(), Some("harness-otel"));
+    assert_eq!(s.kind.as_deref(), Some("SERVER"));
+    assert_eq!(s.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(s.tag("harness.header"), Some("w3c"));
+    assert_eq!(s.tag("upstream_cluster"), Some("echo"));
+    assert_eq!(upstream[0], format!("00-{}-{}-01", s.trace_id, s.id));
+
+    let new_trace = upstream[1].split('-').nth(1).unwrap();
+    let fresh = collector.wait_for_trace(new_trace, 1, Duration::from_secs(15));
+    assert_eq!(fresh.len(), 1, "{:?}", collector.spans());
+    assert_eq!(fresh[0].tag("http.status_code"), Some("201"));
+    assert_eq!(fresh[0].parent_id, None);
+    let stats = envoy.stats();
+    let sent = envoy.stat("tracing.opentelemetry.spans_sent").unwrap_or(0);
+    assert!(sent >= 2, "{stats}");
+
+    // The Zipkin API and the tree view show OTLP spans like Zipkin ones.
+    let r = request(collector.port(), "GET", "/api/v2/services", &[]).unwrap();
+    assert_eq!(r.json(), serde_json::json!(["harness-otel"]));
+    let text = tree::render_trace(&joined, false);
+    assert!(
+        text.starts_with("trace 4bf92f3577b34da6a3ce929d0e0e4736 · 1 span · "),
+        "{text}"
+    );
+    assert!(text.contains("  harness.header=w3c"), "{text}");
 }
