@@ -32,8 +32,8 @@ pub struct Config {
     pub envoy_trace_context_option: TraceContextOption,
     pub log: LogConfig,
     pub workload: WorkloadOverrides,
-    /// This filter reports its own span per request to a Zipkin-compatible collector; off
-    /// (`null`) by default. Only for hops where Envoy's tracer does not run.
+    /// This filter reports its own span per request (Zipkin v2 or OTLP/HTTP JSON); off (`null`)
+    /// by default. Only for hops where Envoy's tracer does not run.
     pub export: Option<ExportConfig>,
 }
 
@@ -220,7 +220,8 @@ pub enum TracerMode {
     /// Detect it from the first requests each worker sees (warns once with the setting to use).
     Auto,
     /// Envoy's Zipkin tracer runs on this hop (Istio's `zipkin` provider): it owns the ids; the
-    /// filter keeps headers consistent. `envoy_trace_context_option` says whether it reads W3C.
+    /// filter writes none and removes what would contradict them. `envoy_trace_context_option`
+    /// says whether it reads W3C.
     Zipkin,
     /// The same as `zipkin` (the name before the OpenTelemetry tracer was modelled).
     Envoy,

@@ -18,7 +18,7 @@ use crate::tracer::TracerKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HopState {
-    /// `auto`, nothing seen yet; `candidate` is the tracer it would be.
+    /// `auto`, nothing seen yet; `zipkin` is the Zipkin tracer it would be (as configured).
     Undecided {
         zipkin: TracerKind,
     },

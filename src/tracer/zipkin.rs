@@ -22,8 +22,9 @@ pub fn predict(h: &TraceHeaders, reads_w3c: bool) -> Prediction {
             None => Outcome::NewRoot,
         },
     };
-    // The router writes the context back as `b3` where one came in, else as `x-b3-*`; with W3C
-    // propagation also as `traceparent`.
+    // The router writes the context back as `b3` where one came in (Envoy 1.40; 1.36-1.39 write
+    // `x-b3-*` then: the filter removes both forms, see `decision::beside_tracer`), else as
+    // `x-b3-*`; with W3C propagation also as `traceparent`.
     let b3 = if h.b3_single.is_some() {
         Format::B3Single
     } else {
