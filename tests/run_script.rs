@@ -180,7 +180,11 @@ fn examples_with(tag: &str, from: &str, to: &str) -> PathBuf {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["envoy.yaml", "envoy-sidecar.yaml", "envoy-sidecar-otel.yaml"] {
+    for f in [
+        "envoy.yaml",
+        "envoy-sidecar.yaml",
+        "envoy-sidecar-otel.yaml",
+    ] {
         let text = std::fs::read_to_string(Path::new("examples").join(f)).unwrap();
         let text = if f == "envoy.yaml" {
             assert_eq!(text.matches(from).count(), 1, "examples/{f}: one {from:?}");
