@@ -89,15 +89,36 @@ pub fn tracestate_edit(
     if h.tracestate.is_empty() {
         return None;
     }
+    if fate == TraceparentFate::Replaced {
+        return Some((Edit::remove(TRACESTATE), None));
+    }
+    let combined = h.tracestate.join(&b","[..]);
+    let members = combined
+        .split(|&c| c == b',')
+        .filter(|m| !trim_ows(m).is_empty())
+        .count();
+    // More than 32 members: discarded whole (the official W3C suite expects it gone). On
+    // pass-through, a list that breaks the grammar is discarded too (the suite: "expects the
+    // tracestate to be discarded"), but not for a key twice ("kept as-is or one of them
+    // discarded"); where the traceparent is updated, its valid members are kept.
+    if members > MAX_TRACESTATE_MEMBERS {
+        return Some((
+            Edit::remove(TRACESTATE),
+            Some("tracestate has more than 32 list-members"),
+        ));
+    }
+    if fate == TraceparentFate::Unchanged {
+        if let Err(why) = check_tracestate(&combined, true) {
+            return Some((Edit::remove(TRACESTATE), Some(why)));
+        }
+    }
     match fate {
         // "If the value of the traceparent field wasn't changed before propagation, tracestate
         // MUST NOT be modified as well."
-        TraceparentFate::Unchanged => None,
-        TraceparentFate::Replaced => Some((Edit::remove(TRACESTATE), None)),
+        TraceparentFate::Unchanged | TraceparentFate::Replaced => None,
         // Rewritten: valid members kept, the rest dropped, truncated by the Recommendation's
         // rules; unchanged when that changes nothing.
         TraceparentFate::Updated => {
-            let combined = h.tracestate.join(&b","[..]);
             let valid = validate_tracestate(&combined);
             match rebuild_tracestate(&h.tracestate) {
                 Some(v) if valid.is_ok() && h.tracestate.len() == 1 && v.as_bytes() == combined => {
@@ -195,6 +216,11 @@ pub fn format_traceparent(ctx: &TraceContext) -> String {
 /// Validates a combined `tracestate` value (several headers joined with ','): at most 32
 /// list-members, each `key=value` by the spec's grammar, no key twice; empty members allowed.
 pub fn validate_tracestate(v: &[u8]) -> Result<(), &'static str> {
+    check_tracestate(v, false)
+}
+
+/// The grammar and the 32-member limit; a key twice is an error unless `duplicates_ok`.
+fn check_tracestate(v: &[u8], duplicates_ok: bool) -> Result<(), &'static str> {
     let mut keys: Vec<&[u8]> = Vec::new();
     for member in v.split(|&c| c == b',') {
         let member = trim_ows(member);
@@ -214,7 +240,7 @@ pub fn validate_tracestate(v: &[u8]) -> Result<(), &'static str> {
         if !valid_value(value) {
             return Err("tracestate value is invalid");
         }
-        if keys.contains(&key) {
+        if !duplicates_ok && keys.contains(&key) {
             return Err("tracestate key appears twice");
         }
         keys.push(key);
