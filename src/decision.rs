@@ -886,18 +886,26 @@ mod tests {
             &Config::default(),
         );
         assert_eq!(set(&d, "tracestate"), None);
-        // traceparent updated (a future version downgraded): rebuilt from its valid members,
-        // the first of a key kept.
+        // traceparent updated (a future version downgraded): rebuilt, the first of a key kept;
+        // discarded whole where a member breaks the grammar.
         let d = run(
             &[
                 ("traceparent", &TP.replacen("00", "01", 1)),
-                ("tracestate", "a=1,Bad Key=x"),
+                ("tracestate", "a=1,a=9"),
                 ("tracestate", "a=2,b=3"),
             ],
             &Config::default(),
         );
         assert_eq!(set(&d, "tracestate"), Some(Some("a=1,b=3".into())));
-        assert_eq!(d.malformed.len(), 1);
+        assert_eq!(d.malformed.len(), 1, "a key twice, noted");
+        let d = run(
+            &[
+                ("traceparent", &TP.replacen("00", "01", 1)),
+                ("tracestate", "a=1,Bad Key=x"),
+            ],
+            &Config::default(),
+        );
+        assert_eq!(set(&d, "tracestate"), Some(None));
         let d = run(
             &[
                 ("traceparent", TP),

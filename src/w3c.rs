@@ -97,27 +97,25 @@ pub fn tracestate_edit(
         .split(|&c| c == b',')
         .filter(|m| !trim_ows(m).is_empty())
         .count();
-    // More than 32 members: discarded whole (the official W3C suite expects it gone). On
-    // pass-through, a list that breaks the grammar is discarded too (the suite: "expects the
-    // tracestate to be discarded"), but not for a key twice ("kept as-is or one of them
-    // discarded"); where the traceparent is updated, its valid members are kept.
+    // More than 32 members, or one member that breaks the grammar: the whole list is discarded
+    // (the official W3C suite expects it, also for the valid members beside it: "expects the
+    // tracestate to be discarded"); a key twice is no such break ("kept as-is or one of them
+    // discarded").
     if members > MAX_TRACESTATE_MEMBERS {
         return Some((
             Edit::remove(TRACESTATE),
             Some("tracestate has more than 32 list-members"),
         ));
     }
-    if fate == TraceparentFate::Unchanged {
-        if let Err(why) = check_tracestate(&combined, true) {
-            return Some((Edit::remove(TRACESTATE), Some(why)));
-        }
+    if let Err(why) = check_tracestate(&combined, true) {
+        return Some((Edit::remove(TRACESTATE), Some(why)));
     }
     match fate {
         // "If the value of the traceparent field wasn't changed before propagation, tracestate
         // MUST NOT be modified as well."
         TraceparentFate::Unchanged | TraceparentFate::Replaced => None,
-        // Rewritten: valid members kept, the rest dropped, truncated by the Recommendation's
-        // rules; unchanged when that changes nothing.
+        // Rewritten: the first of a key kept, truncated by the Recommendation's rules;
+        // unchanged when that changes nothing.
         TraceparentFate::Updated => {
             let valid = validate_tracestate(&combined);
             match rebuild_tracestate(&h.tracestate) {
