@@ -57,6 +57,9 @@ impl Run {
         cmd.env("RUN_BASE_ID", base_id.to_string());
         // Long enough that only a fast failure, not the timeout, can end the failing runs in time.
         cmd.env("RUN_READY_TIMEOUT", "120");
+        // `make run` is the Envoy it installs (1.40: its sidecar examples need 1.37+), whatever
+        // version the e2e matrix points the other tests at.
+        cmd.env("ENVOY_BIN", ".tools/venv/bin/envoy");
         if let Some(dir) = examples {
             cmd.env("RUN_EXAMPLES", dir);
         }
