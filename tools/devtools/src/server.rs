@@ -87,6 +87,8 @@ pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// More response header lines, as given.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -95,6 +97,7 @@ impl Reply {
             status,
             content_type: "application/json",
             body: serde_json::to_vec(value).expect("a Value always serialises"),
+            headers: Vec::new(),
         }
     }
 
@@ -103,6 +106,7 @@ impl Reply {
             status,
             content_type: "text/plain; charset=utf-8",
             body: text.into().into_bytes(),
+            headers: Vec::new(),
         }
     }
 }
@@ -454,6 +458,9 @@ fn write_reply(
             reply.content_type,
             reply.body.len()
         );
+    }
+    for (n, v) in &reply.headers {
+        out += &format!("{n}: {v}\r\n");
     }
     if !keep_alive {
         out += "connection: close\r\n";
