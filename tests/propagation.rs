@@ -157,13 +157,7 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
                 ("x-b3-spanid", S),
             ],
         ),
-        (
-            "upper case",
-            &[
-                ("x-b3-traceid", "463AC35C9F6413AD48485A3953BB6124"),
-                ("x-b3-spanid", S),
-            ],
-        ),
+        // Upper-case B3 is continued (lower-cased): tests/conformance.rs.
         (
             "all-zero trace id",
             &[
@@ -194,10 +188,6 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
         (
             "bad b3 single",
             &[("b3", "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-x")],
-        ),
-        (
-            "b3 single upper",
-            &[("b3", "463AC35C9F6413AD48485A3953BB6124-A2FB4A1D1A96D312-1")],
         ),
         (
             "traceparent ff",
@@ -280,7 +270,7 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
     hop.assert_counter("requests.repaired", cases.len() as u64);
     // The debug log names what was replaced (the log file is flushed every 50 ms).
     for needle in [
-        "replaced malformed x-b3-*: x-b3-traceid is not 16 or 32 lower-hex",
+        "replaced malformed x-b3-*: x-b3-traceid is not 16 or 32 hex, non-zero",
         "replaced malformed traceparent: traceparent version ff is forbidden",
         "replaced malformed b3: b3 sampling state is not 0, 1 or d",
     ] {
@@ -454,4 +444,154 @@ fn a_bad_plugin_config_is_refused_with_one_line_naming_the_field() {
             lines[0]
         );
     }
+}
+
+/// Envoy marks `x-request-id` as traced (15th character `9`) when its tracer sampled a request.
+const TRACED_REQUEST_ID: &str = "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d";
+
+#[test]
+fn default_tracer_auto_on_a_plain_hop_learns_there_is_no_tracer() {
+    // The default configuration (`{}`: tracer auto) where most users run it: a hop with no tracer.
+    let hop = plain_hop("{}");
+    // Undecided: a traced x-request-id and no context could be a tracer's new root, whose id the
+    // filter cannot know: x-trace-id withheld (the upstream still gets one context).
+    let r = hop.get("/", &[("x-request-id", TRACED_REQUEST_ID)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-trace-id"), None, "undecided: withheld");
+    assert_valid_context(&hop.upstream());
+    // One request a tracer would have made a span for went upstream with the filter's ids
+    // intact: the worker switches to "no tracer".
+    let r = hop.get(
+        "/",
+        &[
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+        ],
+    );
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
+    assert_eq!(hop.upstream().header("x-b3-traceid"), Some(T32));
+    // Now the same marked request gets its id back, the one the upstream carries.
+    let r = hop.get("/", &[("x-request-id", TRACED_REQUEST_ID)]);
+    let (trace, _) = assert_valid_context(&hop.upstream());
+    assert_eq!(
+        r.header("x-trace-id").as_deref(),
+        Some(trace.as_str()),
+        "after the switch to no tracer, the marked request is told its trace"
+    );
+    hop.wait_counted(3);
+    assert_eq!(
+        hop.envoy
+            .stat("wasmcustom.trace_inject.tracer_detected")
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[test]
+fn the_context_goes_upstream_from_http2_requests() {
+    let hop = plain_hop("{}");
+    let h2 = |headers: &[(&[u8], &[u8])]| {
+        let before = hop.echo.received();
+        let answer = trace_inject_devtools::h2::get(hop.port, "/", headers).expect("HTTP/2");
+        assert_eq!(
+            answer,
+            trace_inject_devtools::h2::H2Answer::Status(Some(200))
+        );
+        assert!(hop.echo.received() > before, "reached the upstream");
+        hop.echo.requests().pop().expect("upstream request")
+    };
+    // Injected.
+    let (trace, _) = assert_valid_context(&h2(&[]));
+    assert!(is_lower_hex(&trace, 32));
+    // Continued, and repaired.
+    let up = h2(&[
+        (b"x-b3-traceid", T32.as_bytes()),
+        (b"x-b3-spanid", S.as_bytes()),
+    ]);
+    assert_eq!(assert_valid_context(&up).0, T32);
+    let up = h2(&[(b"traceparent", b"00-garbage")]);
+    assert_valid_context(&up);
+    assert_ne!(up.header("traceparent"), Some("00-garbage"));
+    // The caller is told the id over HTTP/2 too (curl decodes the response headers).
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--http2-prior-knowledge",
+        ])
+        .args([
+            "-H",
+            &format!("x-b3-traceid: {T32}"),
+            "-H",
+            &format!("x-b3-spanid: {S}"),
+        ])
+        .arg(format!("http://127.0.0.1:{}/", hop.port))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/2 200"), "{text}");
+    assert!(text.contains(&format!("\nx-trace-id: {T32}")), "{text}");
+}
+
+#[test]
+fn sampling_percent_30_samples_about_30_percent() {
+    let hop = plain_hop(r#"{"sampling_percent": 30}"#);
+    let n = 400u32;
+    let mut sampled = 0u32;
+    for _ in 0..n {
+        let r = hop.get("/", &[]);
+        assert_eq!(r.status, 200);
+        let up = hop.upstream();
+        let (_, _) = assert_valid_context(&up);
+        match up.header("x-b3-sampled") {
+            Some("1") => sampled += 1,
+            Some("0") => {}
+            other => panic!("x-b3-sampled {other:?}"),
+        }
+    }
+    // Binomial(400, 0.3): mean 120, sigma 9.17; 4 sigma either side (a false failure about
+    // once in 16,000 runs): 84..=156. 0 % or 100 % (the setting ignored) is far outside.
+    let (mean, sigma) = (f64::from(n) * 0.3, (f64::from(n) * 0.3 * 0.7).sqrt());
+    let (lo, hi) = (mean - 4.0 * sigma, mean + 4.0 * sigma);
+    eprintln!("sampling_percent 30: {sampled} of {n} sampled (bounds {lo:.0}..{hi:.0})");
+    assert!(
+        f64::from(sampled) >= lo && f64::from(sampled) <= hi,
+        "{sampled} of {n} sampled at 30 %"
+    );
+    // An incoming decision is kept whatever the percentage.
+    let r = hop.get(
+        "/",
+        &[
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(hop.upstream().header("x-b3-sampled"), Some("1"));
+}
+
+#[test]
+fn an_x_trace_id_the_upstream_returns_is_kept() {
+    let hop = plain_hop("{}");
+    let theirs = "0123456789abcdef0123456789abcdef";
+    let r = hop.get(
+        "/",
+        &[("x-echo-reply-header", &format!("x-trace-id: {theirs}"))],
+    );
+    assert_eq!(r.status, 200);
+    assert_valid_context(&hop.upstream());
+    assert_eq!(
+        r.headers_named("x-trace-id"),
+        vec![theirs.to_string()],
+        "the upstream's own x-trace-id, not replaced, not doubled"
+    );
+    // Without it, the filter's id (so the echo's header is what made the difference).
+    let r = hop.get("/", &[]);
+    let (trace, _) = assert_valid_context(&hop.upstream());
+    assert_eq!(r.headers_named("x-trace-id"), vec![trace]);
 }
