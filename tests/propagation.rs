@@ -595,3 +595,14 @@ fn an_x_trace_id_the_upstream_returns_is_kept() {
     let (trace, _) = assert_valid_context(&hop.upstream());
     assert_eq!(r.headers_named("x-trace-id"), vec![trace]);
 }
+
+/// The harness itself: `Hop::upstream` after a request that never reached the echo (a 404 from
+/// Envoy) panics instead of returning the request before it.
+#[test]
+#[should_panic(expected = "the last request never reached the upstream")]
+fn hop_upstream_refuses_a_request_that_never_arrived() {
+    let hop = plain_hop("{}");
+    assert_eq!(hop.get("/", &[]).status, 200);
+    assert_eq!(hop.get("/", &[("host", "not-routed.example")]).status, 404);
+    let _ = hop.upstream();
+}
