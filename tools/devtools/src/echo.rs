@@ -277,6 +277,23 @@ mod tests {
     }
 
     #[test]
+    fn adds_the_reply_headers_asked_for_and_counts_requests() {
+        let echo = EchoServer::start();
+        let r = request(
+            echo.port(),
+            "GET",
+            "/",
+            &[(b"x-echo-reply-header", b"x-trace-id: 0123")],
+        )
+        .unwrap();
+        assert_eq!(r.header("x-trace-id").as_deref(), Some("0123"));
+        let r = request(echo.port(), "GET", "/", &[]).unwrap();
+        assert_eq!(r.header("x-trace-id"), None);
+        echo.clear();
+        assert_eq!(echo.received(), 2, "not reset by clear");
+    }
+
+    #[test]
     fn keeps_a_bounded_history() {
         let echo = EchoServer::start();
         for _ in 0..3 {
