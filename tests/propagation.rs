@@ -606,3 +606,76 @@ fn hop_upstream_refuses_a_request_that_never_arrived() {
     assert_eq!(hop.get("/", &[("host", "not-routed.example")]).status, 404);
     let _ = hop.upstream();
 }
+
+/// The core scenarios on two workers (as sidecars run), over many connections so that both
+/// serve: each request leaves with one valid context, the caller is told that trace, a valid
+/// incoming context is continued, and the counters of both workers add up.
+#[test]
+fn two_workers_core_scenarios() {
+    let hop = plain_hop_with("{}", |b| b.concurrency(2));
+    let port = hop.port;
+    let results: Vec<(String, usize, Option<String>)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..20)
+            .map(|c| {
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let path = format!("/c{c}/r{i}");
+                            let kind = (c + i) % 3;
+                            let h: Vec<(&[u8], &[u8])> = match kind {
+                                0 => vec![],
+                                1 => vec![
+                                    (b"x-b3-traceid", T32.as_bytes()),
+                                    (b"x-b3-spanid", S.as_bytes()),
+                                ],
+                                _ => vec![(b"traceparent", b"00-garbage")],
+                            };
+                            let r = http::request(port, "GET", &path, &h).expect("request");
+                            assert_eq!(r.status, 200, "{path}");
+                            let told = r.headers_named("x-trace-id");
+                            assert_eq!(told.len(), 1, "{path}: {told:?}");
+                            (path, kind, told.first().cloned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client"))
+            .collect()
+    });
+    let ups = hop.echo.requests();
+    for (path, kind, told) in &results {
+        let up = ups
+            .iter()
+            .find(|u| &u.path == path)
+            .unwrap_or_else(|| panic!("{path} never reached the upstream"));
+        let (trace, _) = assert_valid_context(up);
+        assert_eq!(told.as_deref(), Some(trace.as_str()), "{path}");
+        if *kind == 1 {
+            assert_eq!(trace, T32, "{path}: continued");
+        } else {
+            assert_ne!(trace, T32, "{path}");
+        }
+    }
+    let stats = hop.envoy.stats();
+    for w in ["worker_0", "worker_1"] {
+        let served: u64 = stats
+            .lines()
+            .filter(|l| {
+                l.starts_with("listener.") && l.contains(&format!(".{w}.downstream_cx_total: "))
+            })
+            .filter_map(|l| l.rsplit_once(": ")?.1.parse::<u64>().ok())
+            .sum();
+        assert!(served > 0, "{w} served no connection");
+    }
+    // Each worker's VM hands over its own counts; Envoy sums them under one name.
+    hop.wait_counted(200);
+    let repaired = hop
+        .envoy
+        .stat("wasmcustom.trace_inject.requests.repaired")
+        .unwrap_or(0);
+    let expected = results.iter().filter(|(_, k, _)| *k == 2).count() as u64;
+    assert_eq!(repaired, expected, "requests.repaired over both workers");
+}
