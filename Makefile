@@ -115,5 +115,7 @@ MUTANTS_JOBS    ?= 1
 MUTANTS_TIMEOUT ?= 60
 mutants:
 	@command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+	# -C: cargo arguments for both the build and the test run (only the native test targets are
+	# built; repeating one after `--` would make cargo refuse the run, counted as "caught").
 	cargo mutants -p trace-inject --jobs $(MUTANTS_JOBS) --timeout $(MUTANTS_TIMEOUT) $(MUTANTS_ARGS) \
-	  -- --lib $(addprefix --test ,$(PURE_TESTS))
+	  -C --lib $(addprefix -C --test=,$(PURE_TESTS))
