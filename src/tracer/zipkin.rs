@@ -326,4 +326,36 @@ mod tests {
         assert_eq!(join(0, 0).trace_id(), None);
         assert_eq!(join(0, 5).trace_id(), Some(5));
     }
+
+    // Mutation testing (make mutants) found these rows untested.
+    #[test]
+    fn only_an_x_b3_flags_other_than_1_is_left_stale() {
+        let ids = [("x-b3-traceid", T), ("x-b3-spanid", S)];
+        let with = |flags: &'static str| [ids[0], ids[1], ("x-b3-flags", flags)];
+        assert_eq!(leaves_stale(&h(&with("0"))), Some(B3_FLAGS));
+        assert_eq!(leaves_stale(&h(&with("2"))), Some(B3_FLAGS));
+        assert_eq!(
+            leaves_stale(&h(&with("1"))),
+            None,
+            "1 is what Envoy means too"
+        );
+        assert_eq!(leaves_stale(&h(&ids)), None, "no flags, nothing stale");
+        let beside_b3 = [("b3", "0"), ("x-b3-flags", "0")];
+        assert_eq!(
+            leaves_stale(&h(&beside_b3)),
+            None,
+            "b3 written: x-b3-* are not"
+        );
+    }
+
+    #[test]
+    fn both_halves_of_a_128_bit_id_are_joined() {
+        // `|` and `^` agree here (the halves never overlap): the mutant `| -> ^` in `join` is
+        // equivalent; this pins the halves' places instead.
+        assert_eq!(join(1, 2).trace_id(), Some((1u128 << 64) + 2));
+        assert_eq!(
+            join(u64::MAX, 0).trace_id(),
+            Some(u128::from(u64::MAX) << 64)
+        );
+    }
 }
