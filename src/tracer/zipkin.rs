@@ -358,4 +358,27 @@ mod tests {
             Some(u128::from(u64::MAX) << 64)
         );
     }
+
+    #[test]
+    fn each_b3_and_traceparent_field_needs_both_its_length_and_hex() {
+        // A field of the right length but not hex, or hex of the wrong length: no span (b3) or
+        // not joined (traceparent), where the later id parse would not catch it.
+        for b3 in [
+            format!("{T}-zzzzzzzzzzzzzzzz-1"),
+            format!("{T}-{S}1-1"),
+            format!("{T}-{S}-1-zzzzzzzzzzzzzzzz"),
+            format!("{T}-{S}-1-{S}1"),
+        ] {
+            assert_eq!(single(b3.as_bytes()), Outcome::NoSpan, "{b3}");
+        }
+        for tp in [
+            format!("zz-{T}-{S}-01"),
+            format!("000-{T}-{S}-01"),
+            format!("00-{T}-{S}-zz"),
+            format!("00-{T}-{S}-010"),
+        ] {
+            assert_eq!(traceparent(tp.as_bytes()), None, "{tp}");
+        }
+        assert!(traceparent(format!("00-{T}-{S}-01").as_bytes()).is_some());
+    }
 }
