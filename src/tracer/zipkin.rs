@@ -381,4 +381,15 @@ mod tests {
         }
         assert!(traceparent(format!("00-{T}-{S}-01").as_bytes()).is_some());
     }
+
+    #[test]
+    fn a_trace_id_with_a_zero_high_half_is_joined() {
+        let tp = format!("00-0000000000000000{}-{S}-01", &T[16..]);
+        assert_eq!(
+            traceparent(tp.as_bytes()),
+            Some(join(0, 0x48485a3953bb6124))
+        );
+        let zero = format!("00-{}-{S}-01", "0".repeat(32));
+        assert_eq!(traceparent(zero.as_bytes()), None);
+    }
 }
