@@ -1087,4 +1087,29 @@ mod tests {
         assert_eq!(d.source, Source::W3c);
         assert_eq!(d.context.sampling, Sampling::Accept);
     }
+
+    #[test]
+    fn a_sampling_percentage_between_0_and_100_compares_the_draw_modulo_a_million() {
+        struct Draw(u64);
+        impl IdSource for Draw {
+            fn next_u64(&mut self) -> u64 {
+                self.0
+            }
+        }
+        let s = Settings::from(Config {
+            sampling_percent: 30.0,
+            ..Config::default()
+        });
+        for (draw, want) in [
+            (0, Sampling::Accept),
+            (299_999, Sampling::Accept),
+            (300_000, Sampling::Deny),
+            (999_999, Sampling::Deny),
+            // Modulo a million: 1_299_999 is a hit, 999_999_999 (999 by division) a miss.
+            (1_299_999, Sampling::Accept),
+            (999_999_999, Sampling::Deny),
+        ] {
+            assert_eq!(sample(&s, &mut Draw(draw)), want, "draw {draw}");
+        }
+    }
 }
