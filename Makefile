@@ -101,7 +101,7 @@ test-wasmplugin: ## wasm-plugin.yaml: Istio CRD (strict) + the filter's config p
 NOOP_WASM  := dist/bench_noop.wasm
 FLOOR_WASM := dist/bench_floor.wasm
 FUZZ_CASES ?= 200000
-.PHONY: bench fuzz
+.PHONY: bench fuzz mutants
 $(NOOP_WASM): Cargo.toml Cargo.lock $(wildcard bench/noop/Cargo.toml bench/noop/src/*.rs) scripts/build-wasm.sh
 	scripts/build-wasm.sh trace-inject-bench-noop $(NOOP_WASM)
 
@@ -114,3 +114,15 @@ bench: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM) ## throughput side by sid
 
 fuzz: ## the parser and decision properties with FUZZ_CASES (200000) cases each
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers --test fuzz_conformance
+
+# make mutants  cargo-mutants over the filter crate with the native tests (unit, property, OTLP
+#               schema): caught / missed / unviable per mutant in mutants.out/. Not part of make
+#               test (10-30 minutes). Knobs: MUTANTS_JOBS=1 MUTANTS_TIMEOUT=60 MUTANTS_ARGS=...
+MUTANTS_JOBS    ?= 1
+MUTANTS_TIMEOUT ?= 60
+mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+	# -C: cargo arguments for both the build and the test run (only the native test targets are
+	# built; repeating one after `--` would make cargo refuse the run, counted as "caught").
+	cargo mutants -p trace-inject --jobs $(MUTANTS_JOBS) --timeout $(MUTANTS_TIMEOUT) $(MUTANTS_ARGS) \
+	  -C --lib $(addprefix -C --test=,$(PURE_TESTS))

@@ -569,4 +569,13 @@ mod tests {
             assert_eq!(flags_lenient(ignored), (false, false), "{ignored:?}");
         }
     }
+
+    // Mutation testing: `fields` is read through the Propagator interface only (B3 multi has
+    // its own label), so nothing else notices an empty list.
+    #[test]
+    fn b3_multi_names_its_five_headers() {
+        assert_eq!(B3Multi.fields(), &MULTI_FIELDS[..]);
+        assert_eq!(B3Multi.fields().len(), 5);
+        assert!(B3Multi.fields().contains(&"x-b3-traceid"));
+    }
 }

@@ -1281,4 +1281,60 @@ mod tests {
             decide_in(&[], &cfg, Mode::Plain { own_span: true })
         );
     }
+
+    // Mutation testing (make mutants) found these two untested.
+    #[test]
+    fn only_a_leniently_read_winner_is_normalised() {
+        let cfg = Config::default();
+        let d = run(&[("x-b3-traceid", T32), ("x-b3-spanid", S)], &cfg);
+        assert!(!d.normalised, "strict input");
+        let upper = T32.to_ascii_uppercase();
+        let d = run(&[("x-b3-traceid", &upper), ("x-b3-spanid", S)], &cfg);
+        assert!(d.normalised, "upper case, written lower case");
+    }
+
+    #[test]
+    fn a_decided_winner_keeps_its_decision_beside_a_sibling_with_another() {
+        // W3C first: its `01` wins over the B3 `0` at the same position (a deferred winner would
+        // take the sibling's; a decided one never does).
+        let cfg = Config {
+            precedence: vec![Format::W3c, Format::B3Multi, Format::B3Single],
+            ..Config::default()
+        };
+        let tp = format!("00-{T32}-{S}-01");
+        let headers = [
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "0"),
+            ("traceparent", tp.as_str()),
+        ];
+        let d = run(&headers, &cfg);
+        assert_eq!(d.source, Source::W3c);
+        assert_eq!(d.context.sampling, Sampling::Accept);
+    }
+
+    #[test]
+    fn a_sampling_percentage_between_0_and_100_compares_the_draw_modulo_a_million() {
+        struct Draw(u64);
+        impl IdSource for Draw {
+            fn next_u64(&mut self) -> u64 {
+                self.0
+            }
+        }
+        let s = Settings::from(Config {
+            sampling_percent: 30.0,
+            ..Config::default()
+        });
+        for (draw, want) in [
+            (0, Sampling::Accept),
+            (299_999, Sampling::Accept),
+            (300_000, Sampling::Deny),
+            (999_999, Sampling::Deny),
+            // Modulo a million: 1_299_999 is a hit, 999_999_999 (999 by division) a miss.
+            (1_299_999, Sampling::Accept),
+            (999_999_999, Sampling::Deny),
+        ] {
+            assert_eq!(sample(&s, &mut Draw(draw)), want, "draw {draw}");
+        }
+    }
 }

@@ -165,12 +165,11 @@ fn none_restarts_forced_sampling_and_debug_and_keeps_the_callers_id_for_correlat
 fn none_tags_the_filters_own_span_with_the_callers_trace_id() {
     let collector = Collector::start();
     let echo = EchoServer::start();
-    let port = free_port();
     let envoy = builder(
         "envoy.yaml",
         10000,
         8080,
-        port,
+        0,
         echo.port(),
         r#"{"trust_incoming": "none", "export": {"cluster": "zipkin", "flush_interval_ms": 100}}"#,
     )
@@ -180,7 +179,7 @@ fn none_tags_the_filters_own_span_with_the_callers_trace_id() {
     )
     .start()
     .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
-    let hop = Hop { envoy, echo, port };
+    let hop = Hop::new(envoy, echo);
     for (what, arrived_as, headers) in forced_inputs() {
         let told = assert_restarted(&hop, &headers, arrived_as, true, what);
         let spans = collector.wait_for_trace(&told, 1, Duration::from_secs(10));
@@ -203,8 +202,7 @@ fn none_tags_the_filters_own_span_with_the_callers_trace_id() {
 /// `use_remote_address: true` and `internal_address_config` of `cidr`.
 fn edge_hop(plugin_config: &str, cidr: (&str, u8)) -> Hop {
     let echo = EchoServer::start();
-    let port = free_port();
-    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), plugin_config)
+    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), plugin_config)
         .replace(
             "          stat_prefix: ingress\n",
             format!(
@@ -216,7 +214,7 @@ fn edge_hop(plugin_config: &str, cidr: (&str, u8)) -> Hop {
         )
         .start()
         .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
-    Hop { envoy, echo, port }
+    Hop::new(envoy, echo)
 }
 
 fn sampled_b3() -> Headers {

@@ -187,11 +187,11 @@ fn serve(conn: TcpStream, store: &Mutex<Vec<SinkRequest>>) {
 /// Envoy A (examples/envoy.yaml, no tracer) whose collector cluster is named as Istio names it,
 /// pointing at `collector_port`.
 fn edge(echo_port: u16, collector_port: u16, export: &str) -> (Envoy, u16) {
-    let port = free_port();
     let config = format!(
         r#"{{"workload": {{"service": "edge", "namespace": "gateways"}}, "export": {export}}}"#
     );
-    let envoy = builder("envoy.yaml", 10000, 8080, port, echo_port, &config)
+    // Port 0: Envoy binds what the kernel gives; read back from admin.
+    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo_port, &config)
         .replace("- name: zipkin", format!("- name: \"{ISTIO_CLUSTER}\""))
         .replace(
             "cluster_name: zipkin",
@@ -203,6 +203,7 @@ fn edge(echo_port: u16, collector_port: u16, export: &str) -> (Envoy, u16) {
         )
         .start()
         .unwrap_or_else(|e| panic!("Envoy A: {e}"));
+    let port = envoy.port();
     (envoy, port)
 }
 

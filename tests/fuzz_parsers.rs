@@ -27,11 +27,16 @@ use trace_inject::settings::Settings;
 use trace_inject::tracer::{Outcome, TracerKind};
 use trace_inject::w3c;
 
+/// No property runs fewer cases than this, whatever PROPTEST_CASES says: `PROPTEST_CASES=0`
+/// would otherwise pass every property having tried nothing. A lower value is raised to it.
+const MIN_CASES: u32 = 256;
+
 fn cases(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
+        .unwrap_or(default)
+        .max(MIN_CASES);
     ProptestConfig {
         cases,
         // Failures are reported with the minimal input; add them as unit tests, not files.
@@ -295,33 +300,33 @@ impl std::fmt::Debug for Headers {
     }
 }
 
-/// A request's headers: mostly a coherent context in one or more formats (valid, or with a
-/// part broken), plus arbitrary trace headers.
+/// A request's headers: a coherent context in one or more formats (valid, or with a part
+/// broken), or two different contexts in two formats (a conflict), plus arbitrary trace headers
+/// — few, most of the time, so that valid and conflicting inputs stay common
+/// (`generator_proportions` prints and bounds the shares).
 fn header_set() -> impl Strategy<Value = Headers> {
-    let coherent = (valid_context(), prop::collection::vec(0u8..5, 0..4)).prop_map(|(c, picks)| {
+    // B3 multi weighs double: its four headers are the easiest to spoil by a random extra.
+    let pick = prop_oneof![2 => Just(0u8), 3 => 1u8..5];
+    let coherent = (valid_context(), prop::collection::vec(pick, 0..4)).prop_map(|(c, picks)| {
         let mut out: Vec<(String, Vec<u8>)> = Vec::new();
         for p in picks {
-            match p {
-                0 => {
-                    for (n, v) in b3::format_multi(&c) {
-                        if let Some(v) = v {
-                            out.push((n.to_string(), v.into_bytes()));
-                        }
-                    }
-                }
-                1 => out.push(("b3".into(), b3::format_single(&c).into_bytes())),
-                2 => out.push((
-                    "traceparent".into(),
-                    w3c::format_traceparent(&c).into_bytes(),
-                )),
-                3 => out.push(("tracestate".into(), b"rojo=00f067aa0ba902b7".to_vec())),
-                _ => out.push(("x-b3-sampled".into(), b"0".to_vec())),
-            }
+            push_format(&mut out, &c, p);
         }
         out
     });
-    let random = prop::collection::vec((header_name(), header_value()), 0..10);
-    (coherent, random, any::<bool>()).prop_map(|(mut a, b, first)| {
+    let conflicting =
+        (valid_context(), valid_context(), 0u8..3, 1u8..3).prop_map(|(a, b, i, d)| {
+            let mut out = Vec::new();
+            push_format(&mut out, &a, i);
+            push_format(&mut out, &b, (i + d) % 3);
+            out
+        });
+    let base = prop_oneof![3 => coherent, 1 => conflicting];
+    let random = prop_oneof![
+        3 => prop::collection::vec((header_name(), header_value()), 0..2),
+        2 => prop::collection::vec((header_name(), header_value()), 0..10),
+    ];
+    (base, random, any::<bool>()).prop_map(|(mut a, b, first)| {
         if first {
             a.extend(b);
             Headers(a)
@@ -331,6 +336,166 @@ fn header_set() -> impl Strategy<Value = Headers> {
             Headers(b)
         }
     })
+}
+
+/// Writes `c` in format `pick`: 0 B3 multi, 1 b3, 2 traceparent, 3 a tracestate, 4 a bare
+/// `x-b3-sampled: 0`.
+fn push_format(out: &mut Vec<(String, Vec<u8>)>, c: &TraceContext, pick: u8) {
+    match pick {
+        0 => {
+            for (n, v) in b3::format_multi(c) {
+                if let Some(v) = v {
+                    out.push((n.to_string(), v.into_bytes()));
+                }
+            }
+        }
+        1 => out.push(("b3".into(), b3::format_single(c).into_bytes())),
+        2 => out.push((
+            "traceparent".into(),
+            w3c::format_traceparent(c).into_bytes(),
+        )),
+        3 => out.push(("tracestate".into(), b"rojo=00f067aa0ba902b7".to_vec())),
+        _ => out.push(("x-b3-sampled".into(), b"0".to_vec())),
+    }
+}
+
+// Validity by the specs' grammar, written here from the specs (not with the parsers under
+// test), only to measure what the generator produces.
+
+fn spec_hex(v: &[u8], lens: &[usize]) -> bool {
+    lens.contains(&v.len())
+        && v.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        && v.iter().any(|c| *c != b'0')
+}
+
+/// The values of header `name` (case-insensitive).
+fn values<'a>(h: &'a Headers, name: &str) -> Vec<&'a [u8]> {
+    h.0.iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+        .collect()
+}
+
+/// (trace id padded to 32, span id) of a valid B3 multi context: one x-b3-traceid (16/32
+/// lower hex, not zero), one x-b3-spanid (16), any x-b3-sampled `0`/`1`, any parent 16 hex.
+fn spec_b3_multi(h: &Headers) -> Option<(String, Vec<u8>)> {
+    let (t, s) = (values(h, "x-b3-traceid"), values(h, "x-b3-spanid"));
+    let (sampled, parent) = (values(h, "x-b3-sampled"), values(h, "x-b3-parentspanid"));
+    let ok = t.len() == 1
+        && s.len() == 1
+        && spec_hex(t[0], &[16, 32])
+        && spec_hex(s[0], &[16])
+        && sampled.len() <= 1
+        && sampled.iter().all(|v| *v == b"0" || *v == b"1")
+        && parent.len() <= 1
+        && parent.iter().all(|p| spec_hex(p, &[16]));
+    ok.then(|| {
+        (
+            format!("{:0>32}", String::from_utf8_lossy(t[0])),
+            s[0].to_vec(),
+        )
+    })
+}
+
+/// b3: `trace-span[-sampling[-parent]]`, sampling `0`/`1`/`d`.
+fn spec_b3_single(h: &Headers) -> Option<(String, Vec<u8>)> {
+    let v = values(h, "b3");
+    if v.len() != 1 {
+        return None;
+    }
+    let f: Vec<&[u8]> = v[0].split(|c| *c == b'-').collect();
+    let ok = (2..=4).contains(&f.len())
+        && spec_hex(f[0], &[16, 32])
+        && spec_hex(f[1], &[16])
+        && f.get(2).is_none_or(|x| matches!(*x, b"0" | b"1" | b"d"))
+        && f.get(3).is_none_or(|p| spec_hex(p, &[16]));
+    ok.then(|| {
+        (
+            format!("{:0>32}", String::from_utf8_lossy(f[0])),
+            f[1].to_vec(),
+        )
+    })
+}
+
+/// traceparent version 00: `00-<32 hex>-<16 hex>-<2 hex>`, ids not zero.
+fn spec_traceparent(h: &Headers) -> Option<(String, Vec<u8>)> {
+    let v = values(h, "traceparent");
+    if v.len() != 1 {
+        return None;
+    }
+    let f: Vec<&[u8]> = v[0].split(|c| *c == b'-').collect();
+    let ok = f.len() == 4
+        && f[0] == b"00"
+        && spec_hex(f[1], &[32])
+        && spec_hex(f[2], &[16])
+        && f[3].len() == 2
+        && f[3]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    ok.then(|| (String::from_utf8_lossy(f[1]).into_owned(), f[2].to_vec()))
+}
+
+#[test]
+fn generator_proportions() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = header_set();
+    let n = 5_000;
+    let (mut multi, mut single, mut tp, mut conflict) = (0, 0, 0, 0);
+    for _ in 0..n {
+        let h = strategy.new_tree(&mut runner).expect("a value").current();
+        let found: Vec<(String, Vec<u8>)> =
+            [spec_b3_multi(&h), spec_b3_single(&h), spec_traceparent(&h)]
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    match (i, c.is_some()) {
+                        (0, true) => multi += 1,
+                        (1, true) => single += 1,
+                        (2, true) => tp += 1,
+                        _ => {}
+                    }
+                    c
+                })
+                .collect();
+        if found.windows(2).any(|w| w[0] != w[1]) || (found.len() == 3 && found[0] != found[2]) {
+            conflict += 1;
+        }
+    }
+    let pct = |k: i32| f64::from(k) * 100.0 / f64::from(n);
+    eprintln!(
+        "header_set over {n} draws: valid B3 multi {:.1} %, valid b3 {:.1} %, valid traceparent {:.1} %, conflicting valid formats {:.1} %",
+        pct(multi),
+        pct(single),
+        pct(tp),
+        pct(conflict)
+    );
+    let export = export_json();
+    let accepted = (0..n)
+        .filter(|_| {
+            let j = export.new_tree(&mut runner).expect("a value").current();
+            Config::parse(j.as_bytes()).is_ok()
+        })
+        .count() as i32;
+    eprintln!(
+        "export_json over {n} draws: accepted {:.1} %",
+        pct(accepted)
+    );
+    for (what, k, floor) in [
+        ("accepted export sections", accepted, 10.0),
+        ("B3 multi", multi, 20.0),
+        ("b3", single, 20.0),
+        ("traceparent", tp, 20.0),
+        ("conflicts", conflict, 10.0),
+    ] {
+        assert!(
+            pct(k) >= floor,
+            "{what}: {:.1} % of draws, want >= {floor} %",
+            pct(k)
+        );
+    }
 }
 
 /// A non-empty ordered subset of the formats, no repeats.
@@ -1081,4 +1246,133 @@ fn regression_b3_formats_disagree_when_w3c_wins() {
         get("b3").is_none_or(|v| v == denied),
         "b3 and x-b3-* disagree: {fin:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export sections: near-valid values for every field; what is accepted is usable.
+
+/// Mostly one of `good`, sometimes one of `bad`: so that about 40 % of the sections are
+/// accepted (`generator_proportions` bounds the share) and each field's refusals still occur.
+fn good_or_bad(good: Vec<&'static str>, bad: Vec<&'static str>) -> impl Strategy<Value = String> {
+    prop_oneof![
+        9 => prop::sample::select(good).prop_map(str::to_string),
+        1 => prop::sample::select(bad).prop_map(str::to_string),
+    ]
+}
+
+fn export_json() -> impl Strategy<Value = String> {
+    let cluster = good_or_bad(
+        vec![
+            "\"zipkin\"",
+            "\"outbound|9411||zipkin.istio-system.svc.cluster.local\"",
+            "\"outbound|4318||otel-collector.observability.svc.cluster.local\"",
+            "\"outbound|9411|v1|zipkin\"",
+        ],
+        vec!["\"a b\"", "\"\"", "\" \"", "\"x|y\"", "1", "null"],
+    );
+    let protocol = good_or_bad(
+        vec!["\"zipkin\"", "\"otlp\""],
+        vec!["\"jaeger\"", "\"OTLP\"", "null"],
+    );
+    let path = good_or_bad(
+        vec!["\"/api/v2/spans\"", "\"/v1/traces\"", "\"/\"", "null"],
+        vec!["\"api\"", "\"/a b\"", "\"\"", "\"/\\u0000\""],
+    );
+    let authority = good_or_bad(
+        vec![
+            "\"zipkin\"",
+            "\"zipkin.istio-system:9411\"",
+            "\"[::1]:9411\"",
+            "\"10.0.0.1\"",
+            "null",
+        ],
+        vec!["\"a|b\"", "\"host:99999\"", "\"\"", "\"h h\""],
+    );
+    let service = good_or_bad(vec!["\"edge\"", "null"], vec!["\"\"", "\" \""]);
+    let number = prop_oneof![
+        6 => prop::sample::select(vec!["10", "100", "1000", "10000", "16384", "600000", "268435456"])
+            .prop_map(str::to_string),
+        1 => prop::sample::select(vec!["0", "1", "9", "10001", "600001", "268435457", "-1", "1.5", "\"5\"", "null", "1e20"])
+            .prop_map(str::to_string),
+        1 => (0u64..2_000_000).prop_map(|n| n.to_string()),
+    ];
+    let fields = (
+        prop_oneof![9 => cluster.prop_map(Some), 1 => Just(None)],
+        prop::option::of(protocol),
+        prop::option::of(path),
+        prop::option::of(authority),
+        prop::option::of(service),
+        prop::collection::vec(
+            (
+                prop_oneof![
+                    19 => prop::sample::select(vec![
+                        "batch_size",
+                        "flush_interval_ms",
+                        "buffer_limit",
+                        "buffer_bytes",
+                        "timeout_ms",
+                    ]),
+                    1 => Just("colour"),
+                ],
+                number,
+            ),
+            0..3,
+        ),
+    );
+    fields.prop_map(|(c, p, path, a, svc, nums)| {
+        let mut f: Vec<String> = Vec::new();
+        for (k, v) in [
+            ("cluster", c),
+            ("protocol", p),
+            ("path", path),
+            ("authority", a),
+            ("service_name", svc),
+        ] {
+            if let Some(v) = v {
+                f.push(format!("\"{k}\": {v}"));
+            }
+        }
+        for (k, v) in nums {
+            f.push(format!("\"{k}\": {v}"));
+        }
+        format!("{{\"export\": {{{}}}}}", f.join(", "))
+    })
+}
+
+proptest! {
+    #![proptest_config(cases(2000))]
+
+    /// Config::parse never panics on an export section; one it accepts compiles into settings
+    /// and an exporter, with the limits the README gives (checked here, not taken from the code).
+    #[test]
+    fn export_sections_parse_without_panic_and_accepted_ones_compile(json in export_json()) {
+        match Config::parse(json.as_bytes()) {
+            Ok(c) => {
+                let e = c.export.clone().expect("an accepted export section is kept");
+                prop_assert!(!e.cluster.trim().is_empty(), "{json}");
+                prop_assert!((1..=10_000).contains(&e.batch_size), "{json}");
+                prop_assert!((10..=600_000).contains(&e.flush_interval_ms), "{json}");
+                prop_assert!((1..=1_000_000).contains(&e.buffer_limit), "{json}");
+                prop_assert!(((16 << 10)..=(256 << 20)).contains(&e.buffer_bytes), "{json}");
+                prop_assert!((10..=600_000).contains(&e.timeout_ms), "{json}");
+                let path = e.resolved_path();
+                prop_assert!(path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()), "{json}");
+                // A Host header a Go server accepts: no space, no '|', no empty name.
+                let host = e.resolved_authority();
+                prop_assert!(
+                    !host.is_empty() && !host.contains(' ') && !host.contains('|'),
+                    "{json}: authority {host:?}"
+                );
+                let settings = Settings::from(c);
+                let node = trace_inject::workload::NodeInfo::default();
+                let workload = trace_inject::workload::Workload::resolve(&node, &Default::default());
+                let _exporter = trace_inject::export::Exporter::new(e, &workload, &node);
+                drop(settings);
+            }
+            Err(err) => {
+                prop_assert!(!err.reason.is_empty());
+                prop_assert!(err.field.starts_with("export") || err.field.is_empty(), "{json}: {err}");
+            }
+        }
+    }
 }

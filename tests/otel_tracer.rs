@@ -41,11 +41,10 @@ fn hop_on(
     wasm_built();
     let echo = EchoServer::start();
     let collector = Collector::start();
-    let port = free_port();
     let mut b = Envoy::builder(format!("examples/{example}"))
         .replace(
             &format!("port_value: {listener}}}"),
-            format!("port_value: {port}}}"),
+            "port_value: 0}".to_string(),
         )
         .replace(
             "port_value: 8080}",
@@ -95,7 +94,7 @@ fn hop_on(
     let envoy = b
         .start()
         .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
-    (Hop { envoy, echo, port }, collector)
+    (Hop::new(envoy, echo), collector)
 }
 
 /// (trace id as 32 hex, span id) of every trace format the upstream received, read by splitting

@@ -157,6 +157,7 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
                 ("x-b3-spanid", S),
             ],
         ),
+        // Upper-case B3 is continued (lower-cased): tests/conformance.rs.
         (
             "all-zero trace id",
             &[
@@ -241,12 +242,22 @@ fn malformed_input_is_replaced_counted_and_never_forwarded() {
                 assert_ne!(v, *bad, "{what}: malformed {name} forwarded");
             }
         }
-        assert_ne!(
-            trace,
-            format!("{T32}"),
-            "{what}: a new trace, not the malformed one"
-        );
-        assert_ne!(span, S, "{what}");
+        // Every id-shaped piece of the input (lower-cased: an upper-case one continued would
+        // still be the input's): the new context must be none of them.
+        let pieces: Vec<String> = headers
+            .iter()
+            .flat_map(|(_, v)| v.split('-'))
+            .map(str::to_ascii_lowercase)
+            .filter(|p| p.len() == 16 || p.len() == 32)
+            .collect();
+        for p in &pieces {
+            assert_ne!(
+                &trace,
+                &format!("{p:0>32}"),
+                "{what}: a new trace, not the malformed one"
+            );
+            assert_ne!(&span, p, "{what}: a new span id");
+        }
         assert_eq!(up.header("b3"), None, "{what}: malformed b3 removed");
         assert_eq!(
             up.header("tracestate"),
@@ -433,4 +444,238 @@ fn a_bad_plugin_config_is_refused_with_one_line_naming_the_field() {
             lines[0]
         );
     }
+}
+
+/// Envoy marks `x-request-id` as traced (15th character `9`) when its tracer sampled a request.
+const TRACED_REQUEST_ID: &str = "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d";
+
+#[test]
+fn default_tracer_auto_on_a_plain_hop_learns_there_is_no_tracer() {
+    // The default configuration (`{}`: tracer auto) where most users run it: a hop with no tracer.
+    let hop = plain_hop("{}");
+    // Undecided: a traced x-request-id and no context could be a tracer's new root, whose id the
+    // filter cannot know: x-trace-id withheld (the upstream still gets one context).
+    let r = hop.get("/", &[("x-request-id", TRACED_REQUEST_ID)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-trace-id"), None, "undecided: withheld");
+    assert_valid_context(&hop.upstream());
+    // One request a tracer would have made a span for went upstream with the filter's ids
+    // intact: the worker switches to "no tracer".
+    let r = hop.get(
+        "/",
+        &[
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+        ],
+    );
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
+    assert_eq!(hop.upstream().header("x-b3-traceid"), Some(T32));
+    // Now the same marked request gets its id back, the one the upstream carries.
+    let r = hop.get("/", &[("x-request-id", TRACED_REQUEST_ID)]);
+    let (trace, _) = assert_valid_context(&hop.upstream());
+    assert_eq!(
+        r.header("x-trace-id").as_deref(),
+        Some(trace.as_str()),
+        "after the switch to no tracer, the marked request is told its trace"
+    );
+    hop.wait_counted(3);
+    assert_eq!(
+        hop.envoy
+            .stat("wasmcustom.trace_inject.tracer_detected")
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[test]
+fn the_context_goes_upstream_from_http2_requests() {
+    let hop = plain_hop("{}");
+    let h2 = |headers: &[(&[u8], &[u8])]| {
+        let before = hop.echo.received();
+        let answer = trace_inject_devtools::h2::get(hop.port, "/", headers).expect("HTTP/2");
+        assert_eq!(
+            answer,
+            trace_inject_devtools::h2::H2Answer::Status(Some(200))
+        );
+        assert!(hop.echo.received() > before, "reached the upstream");
+        hop.echo.requests().pop().expect("upstream request")
+    };
+    // Injected.
+    let (trace, _) = assert_valid_context(&h2(&[]));
+    assert!(is_lower_hex(&trace, 32));
+    // Continued, and repaired.
+    let up = h2(&[
+        (b"x-b3-traceid", T32.as_bytes()),
+        (b"x-b3-spanid", S.as_bytes()),
+    ]);
+    assert_eq!(assert_valid_context(&up).0, T32);
+    let up = h2(&[(b"traceparent", b"00-garbage")]);
+    assert_valid_context(&up);
+    assert_ne!(up.header("traceparent"), Some("00-garbage"));
+    // The caller is told the id over HTTP/2 too (curl decodes the response headers).
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--http2-prior-knowledge",
+        ])
+        .args([
+            "-H",
+            &format!("x-b3-traceid: {T32}"),
+            "-H",
+            &format!("x-b3-spanid: {S}"),
+        ])
+        .arg(format!("http://127.0.0.1:{}/", hop.port))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/2 200"), "{text}");
+    assert!(text.contains(&format!("\nx-trace-id: {T32}")), "{text}");
+}
+
+#[test]
+fn sampling_percent_30_samples_about_30_percent() {
+    let hop = plain_hop(r#"{"sampling_percent": 30}"#);
+    let n = 400u32;
+    let mut sampled = 0u32;
+    for _ in 0..n {
+        let r = hop.get("/", &[]);
+        assert_eq!(r.status, 200);
+        let up = hop.upstream();
+        let (_, _) = assert_valid_context(&up);
+        match up.header("x-b3-sampled") {
+            Some("1") => sampled += 1,
+            Some("0") => {}
+            other => panic!("x-b3-sampled {other:?}"),
+        }
+    }
+    // Binomial(400, 0.3): mean 120, sigma 9.17; 4 sigma either side (a false failure about
+    // once in 16,000 runs): 84..=156. 0 % or 100 % (the setting ignored) is far outside.
+    let (mean, sigma) = (f64::from(n) * 0.3, (f64::from(n) * 0.3 * 0.7).sqrt());
+    let (lo, hi) = (mean - 4.0 * sigma, mean + 4.0 * sigma);
+    eprintln!("sampling_percent 30: {sampled} of {n} sampled (bounds {lo:.0}..{hi:.0})");
+    assert!(
+        f64::from(sampled) >= lo && f64::from(sampled) <= hi,
+        "{sampled} of {n} sampled at 30 %"
+    );
+    // An incoming decision is kept whatever the percentage.
+    let r = hop.get(
+        "/",
+        &[
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(hop.upstream().header("x-b3-sampled"), Some("1"));
+}
+
+#[test]
+fn an_x_trace_id_the_upstream_returns_is_kept() {
+    let hop = plain_hop("{}");
+    let theirs = "0123456789abcdef0123456789abcdef";
+    let r = hop.get(
+        "/",
+        &[("x-echo-reply-header", &format!("x-trace-id: {theirs}"))],
+    );
+    assert_eq!(r.status, 200);
+    assert_valid_context(&hop.upstream());
+    assert_eq!(
+        r.headers_named("x-trace-id"),
+        vec![theirs.to_string()],
+        "the upstream's own x-trace-id, not replaced, not doubled"
+    );
+    // Without it, the filter's id (so the echo's header is what made the difference).
+    let r = hop.get("/", &[]);
+    let (trace, _) = assert_valid_context(&hop.upstream());
+    assert_eq!(r.headers_named("x-trace-id"), vec![trace]);
+}
+
+/// The harness itself: `Hop::upstream` after a request that never reached the echo (a 404 from
+/// Envoy) panics instead of returning the request before it.
+#[test]
+#[should_panic(expected = "the last request never reached the upstream")]
+fn hop_upstream_refuses_a_request_that_never_arrived() {
+    let hop = plain_hop("{}");
+    assert_eq!(hop.get("/", &[]).status, 200);
+    assert_eq!(hop.get("/", &[("host", "not-routed.example")]).status, 404);
+    let _ = hop.upstream();
+}
+
+/// The core scenarios on two workers (as sidecars run), over many connections so that both
+/// serve: each request leaves with one valid context, the caller is told that trace, a valid
+/// incoming context is continued, and the counters of both workers add up.
+#[test]
+fn two_workers_core_scenarios() {
+    let hop = plain_hop_with("{}", |b| b.concurrency(2));
+    let port = hop.port;
+    let results: Vec<(String, usize, Option<String>)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..20)
+            .map(|c| {
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let path = format!("/c{c}/r{i}");
+                            let kind = (c + i) % 3;
+                            let h: Vec<(&[u8], &[u8])> = match kind {
+                                0 => vec![],
+                                1 => vec![
+                                    (b"x-b3-traceid", T32.as_bytes()),
+                                    (b"x-b3-spanid", S.as_bytes()),
+                                ],
+                                _ => vec![(b"traceparent", b"00-garbage")],
+                            };
+                            let r = http::request(port, "GET", &path, &h).expect("request");
+                            assert_eq!(r.status, 200, "{path}");
+                            let told = r.headers_named("x-trace-id");
+                            assert_eq!(told.len(), 1, "{path}: {told:?}");
+                            (path, kind, told.first().cloned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client"))
+            .collect()
+    });
+    let ups = hop.echo.requests();
+    for (path, kind, told) in &results {
+        let up = ups
+            .iter()
+            .find(|u| &u.path == path)
+            .unwrap_or_else(|| panic!("{path} never reached the upstream"));
+        let (trace, _) = assert_valid_context(up);
+        assert_eq!(told.as_deref(), Some(trace.as_str()), "{path}");
+        if *kind == 1 {
+            assert_eq!(trace, T32, "{path}: continued");
+        } else {
+            assert_ne!(trace, T32, "{path}");
+        }
+    }
+    let stats = hop.envoy.stats();
+    for w in ["worker_0", "worker_1"] {
+        let served: u64 = stats
+            .lines()
+            .filter(|l| {
+                l.starts_with("listener.") && l.contains(&format!(".{w}.downstream_cx_total: "))
+            })
+            .filter_map(|l| l.rsplit_once(": ")?.1.parse::<u64>().ok())
+            .sum();
+        assert!(served > 0, "{w} served no connection");
+    }
+    // Each worker's VM hands over its own counts; Envoy sums them under one name.
+    hop.wait_counted(200);
+    let repaired = hop
+        .envoy
+        .stat("wasmcustom.trace_inject.requests.repaired")
+        .unwrap_or(0);
+    let expected = results.iter().filter(|(_, k, _)| *k == 2).count() as u64;
+    assert_eq!(repaired, expected, "requests.repaired over both workers");
 }

@@ -90,7 +90,15 @@ fn check(
                 .clone()
                 .unwrap_or_else(|| panic!("{what}: the repaired context is reported"));
             assert_valid_context(&up);
-            std::thread::sleep(Duration::from_millis(1500));
+            // Positive signal first: a later request Envoy does trace has its span collected
+            // (spans are posted one at a time, in order), then none arrived under `t`.
+            let mark = format!("{:032x}", rand_id());
+            let m = hop.get("/", &[("x-b3-traceid", &mark), ("x-b3-spanid", S)]);
+            assert_eq!(m.status, 200);
+            assert!(
+                !hop.collector.wait_for_trace(&mark, 1, SPAN_WAIT).is_empty(),
+                "{what}: the marker request's span"
+            );
             assert!(
                 hop.collector.trace(&t).is_empty(),
                 "{what}: Envoy made no span, so none under {t}"
@@ -98,6 +106,14 @@ fn check(
         }
     }
     told
+}
+
+/// A fresh non-zero id, different each call.
+fn rand_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(1);
+    (u128::from(h.finish()) << 64) | u128::from(h.finish() | 1)
 }
 
 /// (what, request headers, expected outcome).
@@ -197,8 +213,13 @@ fn tracer_hop_explicit_config_with_trace_id_route_header() {
         _ => None,
     };
     assert_eq!(hop.upstream().header("x-b3-traceid"), want);
+    // The same traffic under `auto` detects the tracer (the default-config test below); here the
+    // tracer is configured, so nothing is detected. Every request counted first.
+    hop.wait_counted(hop.echo.received());
     assert_eq!(
-        settled_stat(&hop.envoy, "wasmcustom.trace_inject.tracer_detected"),
+        hop.envoy
+            .stat("wasmcustom.trace_inject.tracer_detected")
+            .unwrap_or(0),
         0,
         "configured, not detected"
     );
@@ -273,12 +294,10 @@ fn tracer_hop_default_config_detects_the_tracer() {
 fn chain_plain_edge_then_tracer_sidecar_is_one_trace() {
     // curl -> Envoy A (filter, no tracer) -> Envoy B (filter + Zipkin, like a backend sidecar) -> echo
     let b = sidecar_hop(None, |b| b);
-    let a_port = free_port();
-    let a_echo_unused = EchoServer::start();
-    let a = builder("envoy.yaml", 10000, 8080, a_port, b.port, "{}")
+    let a = builder("envoy.yaml", 10000, 8080, 0, b.port, "{}")
         .start()
         .expect("Envoy A");
-    drop(a_echo_unused);
+    let a_port = a.port();
     for (what, headers) in [
         ("plain curl", vec![]),
         ("b3", vec![("x-b3-traceid", T32), ("x-b3-spanid", S)]),
@@ -319,14 +338,14 @@ fn chain_plain_edge_then_tracer_sidecar_is_one_trace() {
 fn chain_istio_shape_both_hops_traced() {
     // curl -> A (filter + tracer: the client's sidecar) -> B (filter + tracer: the server's) -> echo
     let b = sidecar_hop(None, |b| b);
-    let a_port = free_port();
-    let a = sidecar_builder(&b.echo, &b.collector, a_port, None)
+    let a = sidecar_builder(&b.echo, &b.collector, 0, None)
         .replace(
             &format!("port_value: {}}}", b.echo.port()),
             format!("port_value: {}}}", b.port),
         )
         .start()
         .expect("Envoy A");
+    let a_port = a.port();
     let r = http::request(a_port, "GET", "/", &[]).expect("request through A");
     assert_eq!(r.status, 200);
     let told = r.headers_named("x-trace-id");
@@ -350,4 +369,226 @@ fn chain_istio_shape_both_hops_traced() {
     assert_eq!(r.headers_named("x-trace-id"), vec![T32.to_string()]);
     assert!(b.collector.wait_for_trace(T32, 2, SPAN_WAIT).len() >= 2);
     drop(a);
+}
+
+/// The model of Envoy's Zipkin tracer (src/tracer/zipkin.rs), row by row against the real one:
+/// the model is what the filter decides by, so a row it gets wrong is a wrong `x-trace-id`.
+#[test]
+fn zipkin_tracer_model_matches_the_real_envoy() {
+    use trace_inject::context::Format;
+    use trace_inject::headers::TraceHeaders;
+    use trace_inject::tracer::{Outcome, TracerKind};
+    let hop = sidecar_hop(Some(r#"{"tracer": "envoy"}"#), |b| {
+        b.replace(
+            "trace_context_option: USE_B3_WITH_W3C_PROPAGATION",
+            "trace_context_option: USE_B3".to_string(),
+        )
+    });
+    let model = TracerKind::Zipkin { reads_w3c: false };
+    let rows: &[(&str, &[(&str, &str)])] = &[
+        (
+            "0x prefix",
+            &[("x-b3-traceid", "0x463ac35c9f6413ad"), ("x-b3-spanid", S)],
+        ),
+        (
+            "0x span id",
+            &[("x-b3-traceid", T32), ("x-b3-spanid", "0xa2fb4a1d1a96d312")],
+        ),
+        (
+            "short ids",
+            &[("x-b3-traceid", "abc"), ("x-b3-spanid", "def")],
+        ),
+        (
+            "upper case",
+            &[("x-b3-traceid", "463AC35C9F6413AD"), ("x-b3-spanid", S)],
+        ),
+        (
+            "bad parent",
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S),
+                ("x-b3-parentspanid", "zz"),
+            ],
+        ),
+        (
+            "b3: 0 beside x-b3-*",
+            &[("b3", "0"), ("x-b3-traceid", T32), ("x-b3-spanid", S)],
+        ),
+        (
+            "b3: 1 beside x-b3-*",
+            &[("b3", "1"), ("x-b3-traceid", T32), ("x-b3-spanid", S)],
+        ),
+        (
+            "b3 17 hex",
+            &[("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)],
+        ),
+        ("traceparent only (USE_B3)", &[("traceparent", TP)]),
+    ];
+    for (what, headers) in rows {
+        let prediction = model.predict(&TraceHeaders::collect(
+            headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+        ));
+        let r = hop.get("/", headers);
+        assert_eq!(r.status, 200, "{what}");
+        let up = hop.upstream();
+        let carried = upstream_trace(&up).unwrap_or_else(|| panic!("{what}: no trace upstream"));
+        let inputs: Vec<String> = headers
+            .iter()
+            .flat_map(|(_, v)| v.split('-'))
+            .map(|p| format!("{:0>32}", p.trim_start_matches("0x").to_ascii_lowercase()))
+            .collect();
+        let b3_single_written = prediction.writes.contains(Format::B3Single);
+        match prediction.outcome {
+            Outcome::Join(id) => {
+                assert_eq!(
+                    carried,
+                    format!("{id:032x}"),
+                    "{what}: the joined trace upstream"
+                );
+                assert_eq!(
+                    up.header("b3").is_some(),
+                    b3_single_written,
+                    "{what}: {up:?}"
+                );
+                assert!(
+                    !hop.collector
+                        .wait_for_trace(&carried, 1, SPAN_WAIT)
+                        .is_empty(),
+                    "{what}: Envoy's span in the joined trace"
+                );
+            }
+            Outcome::NewRoot => {
+                assert!(
+                    !inputs.contains(&carried),
+                    "{what}: a new trace, got {carried}"
+                );
+                let sampled = !headers.contains(&("b3", "0"));
+                if sampled {
+                    assert!(
+                        !hop.collector
+                            .wait_for_trace(&carried, 1, SPAN_WAIT)
+                            .is_empty(),
+                        "{what}: Envoy's new root collected"
+                    );
+                } else {
+                    assert_no_span_after_a_marker(&hop, &carried, what);
+                }
+            }
+            Outcome::NoSpan => {
+                assert_valid_context(&up);
+                assert_no_span_after_a_marker(&hop, &carried, what);
+            }
+        }
+    }
+}
+
+/// No span under `trace` — asserted once a later, traced request's span has arrived.
+fn assert_no_span_after_a_marker(hop: &SidecarHop, trace: &str, what: &str) {
+    let mark = format!("{:032x}", rand_id());
+    assert_eq!(
+        hop.get("/", &[("x-b3-traceid", &mark), ("x-b3-spanid", S)])
+            .status,
+        200
+    );
+    assert!(
+        !hop.collector.wait_for_trace(&mark, 1, SPAN_WAIT).is_empty(),
+        "{what}: the marker's span"
+    );
+    assert!(
+        hop.collector.trace(trace).is_empty(),
+        "{what}: a span under {trace}"
+    );
+}
+
+/// The default configuration beside Envoy's tracer with two workers (as sidecars run), traffic
+/// on many connections so that both workers serve it and each learns the hop on its own: every
+/// `x-trace-id` told is the trace the upstream carries and the collector holds, or absent.
+#[test]
+fn two_workers_default_config_beside_the_tracer_never_tell_a_wrong_id() {
+    let hop = sidecar_hop(Some("{}"), |b| {
+        b.replace(
+            "key: x-trace-id, value:",
+            "key: x-envoy-trace-id, value:".to_string(),
+        )
+        .concurrency(2)
+    });
+    let port = hop.port;
+    let results: Vec<(String, Option<String>, Option<String>)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..20)
+            .map(|c| {
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let path = format!("/c{c}/r{i}");
+                            // Half without a context, half with one of their own.
+                            let mine = (i % 2 == 1)
+                                .then(|| format!("{:016x}{c:08x}{i:08x}", rand_id() as u64));
+                            let mut h: Vec<(&[u8], &[u8])> = Vec::new();
+                            if let Some(t) = &mine {
+                                h.push((b"x-b3-traceid", t.as_bytes()));
+                                h.push((b"x-b3-spanid", S.as_bytes()));
+                            }
+                            // A new connection per request: the kernel spreads them over workers.
+                            let r = http::request(port, "GET", &path, &h).expect("request");
+                            assert_eq!(r.status, 200, "{path}");
+                            let told = r.headers_named("x-trace-id");
+                            assert!(told.len() <= 1, "{path}: {told:?}");
+                            (path, mine, told.first().cloned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client"))
+            .collect()
+    });
+    let ups = hop.echo.requests();
+    let mut told_count = 0;
+    for (path, mine, told) in &results {
+        let up = ups
+            .iter()
+            .find(|u| &u.path == path)
+            .unwrap_or_else(|| panic!("{path} never reached the upstream"));
+        let carried = upstream_trace(up);
+        if let Some(t) = told {
+            told_count += 1;
+            assert_eq!(
+                Some(t),
+                carried.as_ref(),
+                "{path}: told what the upstream carries"
+            );
+            if let Some(m) = mine {
+                assert_eq!(t, m, "{path}: Envoy joined the caller's trace");
+            }
+            assert!(
+                !hop.collector.wait_for_trace(t, 1, SPAN_WAIT).is_empty(),
+                "{path}: the collector holds the trace told"
+            );
+        } else if let Some(m) = mine {
+            panic!("{path}: the caller's own trace {m} joined by Envoy, yet not told");
+        }
+    }
+    // Both workers served traffic, and each one learnt the tracer on its own.
+    let stats = hop.envoy.stats();
+    for w in ["worker_0", "worker_1"] {
+        let served = stats
+            .lines()
+            .filter(|l| {
+                l.starts_with("listener.") && l.contains(&format!(".{w}.downstream_cx_total: "))
+            })
+            .filter_map(|l| l.rsplit_once(": ")?.1.parse::<u64>().ok())
+            .sum::<u64>();
+        assert!(served > 0, "{w} served no connection");
+    }
+    hop.assert_counter("tracer_detected", 2);
+    eprintln!(
+        "two workers: {told_count} of {} requests told an x-trace-id",
+        results.len()
+    );
+    assert!(
+        told_count >= 100,
+        "every caller with its own context told it"
+    );
 }

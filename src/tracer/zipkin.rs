@@ -322,4 +322,50 @@ mod tests {
         assert_eq!(join(0, 0).trace_id(), None);
         assert_eq!(join(0, 5).trace_id(), Some(5));
     }
+
+    // Mutation testing (make mutants) found these rows untested.
+    #[test]
+    fn both_halves_of_a_128_bit_id_are_joined() {
+        // `|` and `^` agree here (the halves never overlap): the mutant `| -> ^` in `join` is
+        // equivalent; this pins the halves' places instead.
+        assert_eq!(join(1, 2).trace_id(), Some((1u128 << 64) + 2));
+        assert_eq!(
+            join(u64::MAX, 0).trace_id(),
+            Some(u128::from(u64::MAX) << 64)
+        );
+    }
+
+    #[test]
+    fn each_b3_and_traceparent_field_needs_both_its_length_and_hex() {
+        // A field of the right length but not hex, or hex of the wrong length: no span (b3) or
+        // not joined (traceparent), where the later id parse would not catch it.
+        for b3 in [
+            format!("{T}-zzzzzzzzzzzzzzzz-1"),
+            format!("{T}-{S}1-1"),
+            format!("{T}-{S}-1-zzzzzzzzzzzzzzzz"),
+            format!("{T}-{S}-1-{S}1"),
+        ] {
+            assert_eq!(single(b3.as_bytes()), Outcome::NoSpan, "{b3}");
+        }
+        for tp in [
+            format!("zz-{T}-{S}-01"),
+            format!("000-{T}-{S}-01"),
+            format!("00-{T}-{S}-zz"),
+            format!("00-{T}-{S}-010"),
+        ] {
+            assert_eq!(traceparent(tp.as_bytes()), None, "{tp}");
+        }
+        assert!(traceparent(format!("00-{T}-{S}-01").as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_trace_id_with_a_zero_high_half_is_joined() {
+        let tp = format!("00-0000000000000000{}-{S}-01", &T[16..]);
+        assert_eq!(
+            traceparent(tp.as_bytes()),
+            Some(join(0, 0x48485a3953bb6124))
+        );
+        let zero = format!("00-{}-{S}-01", "0".repeat(32));
+        assert_eq!(traceparent(zero.as_bytes()), None);
+    }
 }

@@ -31,6 +31,22 @@ pub struct Hop {
     pub envoy: Envoy,
     pub echo: EchoServer,
     pub port: u16,
+    /// The echo's request count before the last request sent through the hop, so that
+    /// [`Hop::upstream`] never returns an earlier request when the last one did not get through.
+    pub sent_at: std::sync::atomic::AtomicU64,
+}
+
+impl Hop {
+    /// A hop on `envoy`, whose only listener was given port 0 (read back here).
+    pub fn new(envoy: Envoy, echo: EchoServer) -> Hop {
+        let port = envoy.port();
+        Hop {
+            envoy,
+            echo,
+            port,
+            sent_at: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 pub fn wasm_built() {
@@ -146,12 +162,12 @@ pub fn sidecar_hop(
 ) -> SidecarHop {
     let echo = EchoServer::start();
     let collector = Collector::start();
-    let port = free_port();
-    let envoy = edit(sidecar_builder(&echo, &collector, port, plugin_config))
+    // Port 0: Envoy binds a port the kernel picks (no window for another process to take it).
+    let envoy = edit(sidecar_builder(&echo, &collector, 0, plugin_config))
         .start()
         .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
     SidecarHop {
-        hop: Hop { envoy, echo, port },
+        hop: Hop::new(envoy, echo),
         collector,
     }
 }
@@ -166,13 +182,19 @@ pub fn json_log_lines(log: &str) -> Vec<serde_json::Value> {
 
 /// `examples/envoy.yaml`: a hop with no tracer.
 pub fn plain_hop(plugin_config: &str) -> Hop {
+    plain_hop_with(plugin_config, |b| b)
+}
+
+/// [`plain_hop`] with more changes to its builder (e.g. `.concurrency(2)`).
+pub fn plain_hop_with(plugin_config: &str, edit: impl FnOnce(EnvoyBuilder) -> EnvoyBuilder) -> Hop {
     let echo = EchoServer::start();
-    let port = free_port();
-    let envoy = builder("envoy.yaml", 10000, 8080, port, echo.port(), plugin_config)
-        .extra_args(["--component-log-level", "wasm:debug"])
-        .start()
-        .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
-    Hop { envoy, echo, port }
+    let envoy = edit(
+        builder("envoy.yaml", 10000, 8080, 0, echo.port(), plugin_config)
+            .extra_args(["--component-log-level", "wasm:debug"]),
+    )
+    .start()
+    .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
+    Hop::new(envoy, echo)
 }
 
 impl Hop {
@@ -185,16 +207,32 @@ impl Hop {
     }
 
     pub fn get_raw(&self, path: &str, headers: &[(&[u8], &[u8])]) -> Response {
+        self.sent_at
+            .store(self.echo.received(), std::sync::atomic::Ordering::SeqCst);
         http::request(self.port, "GET", path, headers)
             .unwrap_or_else(|e| panic!("request failed: {e}"))
     }
 
-    /// The request the upstream saw last.
+    /// The request the upstream saw last; panics if the last request sent through the hop never
+    /// reached it (rather than returning the one before).
     pub fn upstream(&self) -> RecordedRequest {
+        let before = self.sent_at.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            self.echo.received() > before,
+            "the last request never reached the upstream ({before} requests before it, as many now)"
+        );
         self.echo
             .requests()
             .pop()
             .expect("the upstream received no request")
+    }
+
+    /// Waits until the filter's `requests.*` counters (one per request, whatever its source)
+    /// add up to at least `n`: every counter those requests bumped has then reached `/stats`
+    /// (all are handed over on the same tick). The positive signal before asserting that a
+    /// counter did *not* move. One worker only.
+    pub fn wait_counted(&self, n: u64) {
+        wait_counted(&self.envoy, n)
     }
 
     pub fn assert_counter(&self, name: &str, want: u64) {
@@ -236,8 +274,8 @@ pub fn assert_valid_context(h: &RecordedRequest) -> (String, String) {
         (_, Some("1")) => true,
         (Some("1"), _) => true,
         (Some("0"), _) => false,
-        (None, None) => false, // deferred: W3C says "not recorded"
-        other => panic!("unexpected sampling headers {other:?}"),
+        // The README: every request leaves with a sampling decision (W3C has no "deferred").
+        other => panic!("no sampling decision upstream, or an unexpected one: {other:?}"),
     };
     // Only `sampled` (0x01) and Level 2's `random` (0x02) may be set.
     let flags = u8::from_str_radix(parts[3], 16).expect("traceparent flags are hex");
@@ -267,12 +305,59 @@ pub fn assert_stat(envoy: &Envoy, name: &str, want: u64) {
     assert!(reached, "{name}: want {want}, /stats says {last:?}");
 }
 
-/// The counter after the next tick (its value settles within a second).
+/// Counter `name` once counter `flushed` (bumped by the same requests, handed to Envoy on the
+/// same tick: `Metrics::flush` hands every counter over at once) has reached `at_least`: a
+/// positive signal that the tick which would carry `name` has happened, instead of a fixed
+/// sleep. Panics after 10 s. One worker only (each worker's VM ticks on its own).
+pub fn stat_after(envoy: &Envoy, flushed: &str, at_least: u64, name: &str) -> u64 {
+    let mut last = None;
+    let reached = wait_until(Duration::from_secs(10), || {
+        last = envoy.stat(flushed);
+        last.is_some_and(|v| v >= at_least)
+    });
+    assert!(
+        reached,
+        "{flushed}: want >= {at_least}, /stats says {last:?}"
+    );
+    envoy.stat(name).unwrap_or(0)
+}
+
+/// See [`Hop::wait_counted`].
+pub fn wait_counted(envoy: &Envoy, n: u64) {
+    let mut last = 0;
+    let reached = wait_until(Duration::from_secs(10), || {
+        let stats = envoy.stats();
+        last = ["b3", "b3_single", "w3c", "injected", "repaired"]
+            .iter()
+            .filter_map(|s| {
+                trace_inject_devtools::envoy::parse_stat(
+                    &stats,
+                    &format!("wasmcustom.trace_inject.requests.{s}"),
+                )
+            })
+            .sum();
+        last >= n
+    });
+    assert!(reached, "requests.* add up to {last}, want at least {n}");
+}
+
+/// Polls counter `name` until it stops changing over two consecutive 1 s ticks (the filter's
+/// flush period), then returns it. For counts with no other signal to wait for.
 pub fn settled_stat(envoy: &Envoy, name: &str) -> u64 {
-    std::thread::sleep(Duration::from_millis(1200));
-    envoy
-        .stat(name)
-        .unwrap_or_else(|| panic!("no {name} in /stats"))
+    let mut prev = envoy.stat(name);
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let mut stable_since = std::time::Instant::now();
+    while std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = envoy.stat(name);
+        if now != prev {
+            prev = now;
+            stable_since = std::time::Instant::now();
+        } else if prev.is_some() && stable_since.elapsed() > Duration::from_millis(2100) {
+            break;
+        }
+    }
+    prev.unwrap_or_else(|| panic!("no {name} in /stats"))
 }
 
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -374,6 +374,7 @@ fn post_otlp(state: &State, req: &Request) -> Reply {
         status: 200,
         content_type: encoding.content_type(),
         body: encoding.success_body(),
+        headers: Vec::new(),
     }
 }
 

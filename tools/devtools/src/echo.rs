@@ -5,7 +5,7 @@ use crate::server::{Reply, Request, Server};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The echo keeps only this many requests: `make run` may be load-tested for minutes.
@@ -43,13 +43,16 @@ impl RecordedRequest {
 struct State {
     requests: Mutex<VecDeque<RecordedRequest>>,
     log: AtomicBool,
+    /// Every request ever received (the history above is bounded).
+    received: AtomicU64,
 }
 
 /// An echo upstream on 127.0.0.1. Stops when dropped.
 ///
 /// Every request gets `200` and `{"method", "path", "headers": [[name, value], ...]}`; a path
 /// starting with `/status/NNN` gets status NNN instead (200–599; the body is omitted for 204 and
-/// 304, which cannot carry one).
+/// 304, which cannot carry one). A request header `x-echo-reply-header: NAME: VALUE` adds the
+/// response header `NAME: VALUE` (an upstream that sets, say, its own `x-trace-id`).
 pub struct EchoServer {
     server: Server,
     state: Arc<State>,
@@ -66,6 +69,7 @@ impl EchoServer {
         let state = Arc::new(State {
             requests: Mutex::new(VecDeque::new()),
             log: AtomicBool::new(false),
+            received: AtomicU64::new(0),
         });
         let st = state.clone();
         let server = Server::bind(
@@ -89,6 +93,12 @@ impl EchoServer {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// How many requests were received since start (not reset by [`EchoServer::clear`]): a test
+    /// compares it before and after a request to know whether that request reached the upstream.
+    pub fn received(&self) -> u64 {
+        self.state.received.load(Ordering::SeqCst)
     }
 
     /// Forgets the recorded requests.
@@ -138,11 +148,24 @@ fn handle(state: &State, req: &Request) -> Reply {
             q.pop_front();
         }
         q.push_back(rec);
+        state.received.fetch_add(1, Ordering::SeqCst);
     }
-    match status {
+    let mut reply = match status {
         Ok(s) => Reply::json(s, &body),
         Err(why) => Reply::text(400, why),
-    }
+    };
+    reply.headers = req
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-echo-reply-header"))
+        .filter_map(|(_, v)| {
+            let (n, v) = lossy(v)
+                .split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))?;
+            Some((n, v))
+        })
+        .collect();
+    reply
 }
 
 /// `/status/503` (or `/status/503/anything`) → 503; any other path → 200.
@@ -251,6 +274,23 @@ mod tests {
         drop(echo);
         let mut rest = Vec::new();
         assert_eq!(r.read_to_end(&mut rest).unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn adds_the_reply_headers_asked_for_and_counts_requests() {
+        let echo = EchoServer::start();
+        let r = request(
+            echo.port(),
+            "GET",
+            "/",
+            &[(b"x-echo-reply-header", b"x-trace-id: 0123")],
+        )
+        .unwrap();
+        assert_eq!(r.header("x-trace-id").as_deref(), Some("0123"));
+        let r = request(echo.port(), "GET", "/", &[]).unwrap();
+        assert_eq!(r.header("x-trace-id"), None);
+        echo.clear();
+        assert_eq!(echo.received(), 2, "not reset by clear");
     }
 
     #[test]

@@ -354,6 +354,36 @@ impl Envoy {
         }
     }
 
+    /// The ports Envoy's listeners are bound to, by listener name, from admin
+    /// `/listeners?format=json`: a config may say `port_value: 0` and let the kernel pick, so no
+    /// other process can take the port between choosing and binding it (as with [`free_port`]).
+    pub fn listener_ports(&self) -> Vec<(String, u16)> {
+        let r = match self.admin("GET", "/listeners?format=json") {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => panic!("GET /listeners: {} {}", r.status, r.text()),
+            Err(e) => panic!("GET /listeners: {e}"),
+        };
+        let j = r.json();
+        j["listener_statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| {
+                let name = l["name"].as_str()?.to_string();
+                let port = l["local_address"]["socket_address"]["port_value"].as_u64()?;
+                Some((name, u16::try_from(port).ok()?))
+            })
+            .collect()
+    }
+
+    /// The port of the only listener (or of the first, in config order); panics if none.
+    pub fn port(&self) -> u16 {
+        self.listener_ports()
+            .first()
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("Envoy has no listener"))
+    }
+
     /// Whether the process is still running (a crash in Envoy itself, not a Wasm VM panic).
     pub fn is_running(&self) -> bool {
         matches!(self.child.lock().unwrap().try_wait(), Ok(None))

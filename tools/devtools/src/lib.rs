@@ -7,12 +7,14 @@
 //! - [`tree`]: traces rendered as indented trees for the terminal.
 //! - [`envoy`]: a harness that runs a real Envoy on a config file for one test.
 //! - [`http`]: a raw HTTP/1.1 client that sends header bytes exactly as given.
+//! - [`h2`]: a minimal HTTP/2 (h2c) client that does the same over HTTP/2.
 //!
 //! The servers listen on 127.0.0.1 only; only the trace viewer may talk to another host.
 
 pub mod collector;
 pub mod echo;
 pub mod envoy;
+pub mod h2;
 pub mod http;
 pub mod otlp;
 mod server;

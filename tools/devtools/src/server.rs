@@ -88,6 +88,8 @@ pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// More response header lines, as given.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -96,6 +98,7 @@ impl Reply {
             status,
             content_type: "application/json",
             body: serde_json::to_vec(value).expect("a Value always serialises"),
+            headers: Vec::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Reply {
             status,
             content_type: "text/plain; charset=utf-8",
             body: text.into().into_bytes(),
+            headers: Vec::new(),
         }
     }
 }
@@ -455,6 +459,9 @@ fn write_reply(
             reply.content_type,
             reply.body.len()
         );
+    }
+    for (n, v) in &reply.headers {
+        out += &format!("{n}: {v}\r\n");
     }
     if !keep_alive {
         out += "connection: close\r\n";
