@@ -148,8 +148,12 @@ impl RequestFilter {
         let Some(d) = &self.decision else {
             return;
         };
+        // Only a request that went upstream can tell the hop (a tracer's router writes its ids on
+        // the way there): asked first, one property, so that routes that never go upstream
+        // (direct responses, local replies) do not pay a header-map read per request.
+        let learns = self.checks_hop.is_some() && host.property(&["upstream", "address"]).is_some();
         // In on_log the request headers are the final ones: with Envoy's tracer, its ids.
-        let pairs = if log_enabled || self.checks_hop.is_some() {
+        let pairs = if log_enabled || learns {
             host.header_pairs(Map::RequestHeaders)
         } else {
             None
@@ -157,9 +161,8 @@ impl RequestFilter {
         let carried = pairs
             .as_ref()
             .map(|p| propagator::extract_all(&TraceHeaders::collect(p.iter())));
-        if let (Some(would_write), Some(carried)) = (self.checks_hop, &carried) {
-            let went_upstream = host.property(&["upstream", "address"]).is_some();
-            let e = hop::evidence(d.left.as_ref(), carried, would_write, went_upstream);
+        if let (Some(would_write), true, Some(carried)) = (self.checks_hop, learns, &carried) {
+            let e = hop::evidence(d.left.as_ref(), carried, would_write, true);
             if let Some(kind) = plugin.hop.learn(e) {
                 plugin.tracer_detected(host, kind);
             }

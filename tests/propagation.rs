@@ -460,7 +460,11 @@ fn default_tracer_auto_on_a_plain_hop_learns_there_is_no_tracer() {
     assert_eq!(r.header("x-trace-id"), None, "undecided: withheld");
     let up = hop.upstream();
     for name in ["x-b3-traceid", "b3", "traceparent"] {
-        assert_eq!(up.header(name), None, "undecided and traced: no {name} from the filter");
+        assert_eq!(
+            up.header(name),
+            None,
+            "undecided and traced: no {name} from the filter"
+        );
     }
     // It went upstream with nothing where any tracer would have written: no tracer here, the
     // worker switches to "no tracer" at once.

@@ -38,9 +38,9 @@ pub const PROPAGATE: [(&str, &[u8]); 3] = [
     ("x-b3-sampled", b"1"),
 ];
 
-/// (e) a malformed one (upper-case trace id): the filter starts a new trace and rewrites it all.
+/// (e) a malformed one (a 31-digit trace id): the filter starts a new trace and rewrites it all.
 pub const REPAIR: [(&str, &[u8]); 3] = [
-    ("x-b3-traceid", b"463AC35C9F6413AD48485A3953BB6124"),
+    ("x-b3-traceid", b"463ac35c9f6413ad48485a3953bb612"),
     ("x-b3-spanid", b"a2fb4a1d1a96d312"),
     ("x-b3-sampled", b"1"),
 ];
