@@ -2,7 +2,7 @@
 //! propagator), resolve one context (sampling decided here), and plan the header edits for the
 //! kind of hop this is. Pure: headers in, edits out.
 
-use crate::context::{Format, Parsed, Sampling, TraceContext};
+use crate::context::{Format, FormatSet, Parsed, Sampling, TraceContext};
 use crate::headers::{Edit, TraceHeaders};
 use crate::ids::{IdSource, TraceId};
 use crate::propagator::{self, Extracted};
@@ -380,25 +380,13 @@ fn any_tracer(
     source: Source,
     h: &TraceHeaders,
 ) -> Decision {
-    let mut edits = Vec::new();
-    for f in Format::ALL {
-        propagator::of(f).remove(h, &mut edits);
-    }
-    if !h.tracestate.is_empty() {
-        edits.push(Edit::remove(crate::headers::TRACESTATE));
-    }
-    Decision {
-        context,
-        left: None,
-        source,
-        edits,
-        normalised: incoming.normalised(),
-        restarted: incoming.restarted,
-        caller_trace_id: incoming.caller_trace_id,
-        malformed: incoming.malformed,
-        conflict: incoming.conflict,
-        report: None,
-    }
+    // As beside a tracer that starts a trace nobody knows yet and writes nothing the filter could
+    // keep: every header goes (tracestate too), nothing is told.
+    let unknown = Prediction {
+        outcome: Outcome::NewRoot,
+        writes: FormatSet::EMPTY,
+    };
+    beside_tracer(unknown, incoming, context, source, h)
 }
 
 fn sample(s: &Settings, ids: &mut impl IdSource) -> Sampling {
