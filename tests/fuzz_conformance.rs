@@ -4,28 +4,14 @@
 //! PROPTEST_CASES sets the cases per property.
 
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 
 use trace_inject::b3;
 use trace_inject::ids::{SpanId, TraceId};
 use trace_inject::w3c;
 
-/// No property runs fewer cases than this, whatever PROPTEST_CASES says: `PROPTEST_CASES=0`
-/// would otherwise pass every property having tried nothing. A lower value is raised to it.
-const MIN_CASES: u32 = 256;
-
-fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-        .max(MIN_CASES);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "common/cases.rs"]
+mod cases;
+use cases::cases;
 
 /// Near-valid tracestate members: valid ones, long ones, duplicates, broken ones, OWS.
 fn member() -> impl Strategy<Value = String> {

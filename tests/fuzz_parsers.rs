@@ -14,7 +14,6 @@
 //! PROPTEST_CASES for all of them (`make fuzz` runs 200000).
 
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 
 use trace_inject::b3;
 use trace_inject::config::{Config, TracerMode};
@@ -27,23 +26,9 @@ use trace_inject::settings::Settings;
 use trace_inject::tracer::{Outcome, TracerKind};
 use trace_inject::w3c;
 
-/// No property runs fewer cases than this, whatever PROPTEST_CASES says: `PROPTEST_CASES=0`
-/// would otherwise pass every property having tried nothing. A lower value is raised to it.
-const MIN_CASES: u32 = 256;
-
-fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-        .max(MIN_CASES);
-    ProptestConfig {
-        cases,
-        // Failures are reported with the minimal input; add them as unit tests, not files.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "common/cases.rs"]
+mod cases;
+use cases::cases;
 
 // ---------------------------------------------------------------------------------------------
 // Input generators.
