@@ -34,6 +34,8 @@ for v in "$@"; do
   summary+=("$line")
   if [ "$rc" -ne 0 ]; then
     sed -n 's/^---- \(.*\) stdout ----$/    failed: \1/p' "$OUT/$v.log" | sort -u >&2 || true
+    # The panic messages too: CI keeps only what is printed, not the log files.
+    grep -A12 '^---- .* stdout ----$' "$OUT/$v.log" | grep -v '^note: run with' | head -80 >&2 || true
   fi
 done
 printf '\n== e2e matrix ==\n'
