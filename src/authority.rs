@@ -167,6 +167,7 @@ mod tests {
             "[::1]",
             "[::1]:9411",
             "[v1.fe80::a+en1]",
+            "[::ffff:192.0.2.1]",
             "x%41y",
             "under_score~tilde",
             "a!$&'()*+,;=b",
@@ -191,6 +192,10 @@ mod tests {
             "host/path",
             "x%4",
             "x%zz",
+            "x%4z",
+            "ab%41/x",
+            "[::g]",
+            "[192.0.2.1]",
             "ünïcode",
             "a:b:c",
             "tab\there",
@@ -199,6 +204,9 @@ mod tests {
         }
         assert!(!is_valid_host_header(&"a".repeat(MAX_CONFIG_AUTHORITY + 1)));
         assert!(is_valid_host_header(&"a".repeat(253)));
+        let longest = format!("{}:65535", "a".repeat(253));
+        assert_eq!(longest.len(), MAX_CONFIG_AUTHORITY);
+        assert!(is_valid_host_header(&longest));
     }
 
     /// Every byte accepted here is one Go's `httpguts.validHostByte` accepts (Go 1.19's table,

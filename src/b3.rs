@@ -578,4 +578,88 @@ mod tests {
         assert_eq!(B3Multi.fields().len(), 5);
         assert!(B3Multi.fields().contains(&"x-b3-traceid"));
     }
+
+    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
+        TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    #[test]
+    fn both_forms_through_the_propagator_interface() {
+        assert_eq!(B3Multi.label(), "x-b3-*");
+        assert_eq!(B3Single.label(), "b3");
+        assert_eq!(B3Single.fields(), &["b3"][..]);
+        let none = headers(&[("x-request-id", "r"), ("traceparent", "x")]);
+        assert!(!B3Multi.present(&none));
+        assert!(!B3Single.present(&none));
+        assert_eq!(B3Single.extract(&none), Extracted::ABSENT);
+        assert!(B3Multi.present(&headers(&[("x-b3-sampled", "0")])));
+        assert!(B3Single.present(&headers(&[("b3", "0")])));
+        // Both carry the parent and the sampling state: a context that differs only there does
+        // not agree (so it is rewritten, not forwarded).
+        let c = ctx(parse_single(
+            b"463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1",
+        ));
+        let mut other = c;
+        other.parent_span_id = SpanId::parse(P);
+        for p in [&B3Multi as &dyn Propagator, &B3Single] {
+            assert!(p.carries_all());
+            assert!(p.agrees(&c, &c));
+            assert!(!p.agrees(&c, &other));
+        }
+    }
+
+    /// Any upper-case id (trace, span or parent), a `true`/`false` or an ignored flag is read,
+    /// then rewritten in canonical form: lenient, never exact; a repeated header is never exact.
+    #[test]
+    fn canonical_means_every_field_canonical() {
+        let (t, s, p) = (
+            "463ac35c9f6413ad48485a3953bb6124",
+            "a2fb4a1d1a96d312",
+            "0020000000abcdef",
+        );
+        let up = |x: &str| x.to_ascii_uppercase();
+        let singles = [
+            (format!("{t}-{s}-1-{p}"), true),
+            (format!("{}-{s}-1-{p}", up(t)), false),
+            (format!("{t}-{}-1-{p}", up(s)), false),
+            (format!("{t}-{s}-1-{}", up(p)), false),
+            (format!("{t}-{}-1-{}", up(s), up(p)), false),
+        ];
+        for (v, canonical) in &singles {
+            let (parsed, read_canonical) = read_single(v.as_bytes());
+            assert!(matches!(parsed, Parsed::Context(_)), "{v}");
+            assert_eq!(read_canonical, *canonical, "{v}");
+            let e = B3Single.extract(&headers(&[("b3", v)]));
+            assert_eq!((e.exact, e.lenient), (*canonical, !*canonical), "{v}");
+            let twice = B3Single.extract(&headers(&[("b3", v), ("b3", v)]));
+            assert!(!twice.exact, "{v} twice");
+        }
+        let bad = B3Single.extract(&headers(&[("b3", "nonsense-a2fb4a1d1a96d312")]));
+        assert!(!bad.exact && !bad.lenient);
+
+        let multis: [(&str, &str, &str, Option<&str>, Option<&str>, bool); 7] = [
+            (t, s, p, Some("1"), None, true),
+            (&up(t), s, p, Some("1"), None, false),
+            (t, &up(s), p, Some("1"), None, false),
+            (t, s, &up(p), Some("1"), None, false),
+            (t, s, p, Some("true"), None, false),
+            (t, s, p, Some("1"), Some("2"), false),
+            (t, s, p, None, Some("1"), true),
+        ];
+        for (t, s, p, sampled, flags, canonical) in multis {
+            let mut pairs = vec![
+                ("x-b3-traceid", t),
+                ("x-b3-spanid", s),
+                ("x-b3-parentspanid", p),
+            ];
+            pairs.extend(sampled.map(|v| ("x-b3-sampled", v)));
+            pairs.extend(flags.map(|v| ("x-b3-flags", v)));
+            let h = headers(&pairs);
+            let (parsed, read_canonical) = read_multi(&h.b3);
+            assert!(matches!(parsed, Parsed::Context(_)), "{pairs:?}");
+            assert_eq!(read_canonical, canonical, "{pairs:?}");
+            let e = B3Multi.extract(&h);
+            assert_eq!((e.exact, e.lenient), (canonical, !canonical), "{pairs:?}");
+        }
+    }
 }

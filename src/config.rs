@@ -601,6 +601,17 @@ mod tests {
             refused(r#"{"new_trace_sampling":true}"#).field,
             "new_trace_sampling"
         );
+        // "defer" needs a B3 output (W3C cannot say "not decided"); no outputs at all is fine.
+        let defer = |outputs: &str| {
+            Config::parse(
+                format!(r#"{{"new_trace_sampling":"defer","outputs":{outputs}}}"#).as_bytes(),
+            )
+            .map_err(|e| e.field)
+        };
+        assert_eq!(defer(r#"["w3c"]"#), Err("new_trace_sampling".into()));
+        assert!(defer(r#"["w3c","b3"]"#).is_ok());
+        assert!(defer(r#"["b3-single"]"#).is_ok());
+        assert!(defer("[]").is_ok());
         assert_eq!(refused(r#"{"precedence":["b3","b3"]}"#).field, "precedence");
         assert_eq!(
             refused(r#"{"response_header":"X-Trace-Id"}"#).field,
@@ -671,6 +682,10 @@ mod tests {
         };
         assert_eq!(otlp("").protocol, ExportProtocol::Otlp);
         assert_eq!(otlp("").resolved_path(), "/v1/traces");
+        // OTLP/HTTP's JSON encoding and Zipkin's v2 API both take JSON.
+        for p in [ExportProtocol::Otlp, ExportProtocol::Zipkin] {
+            assert_eq!(p.content_type(), "application/json");
+        }
         assert_eq!(
             otlp(r#", "path": "/otlp/v1/traces""#).resolved_path(),
             "/otlp/v1/traces"
@@ -678,7 +693,13 @@ mod tests {
         let e = refused(r#"{"export": {"cluster": "z", "protocol": "jaeger"}}"#);
         assert_eq!(e.field, "export.protocol");
         assert!(e.reason.contains("unknown variant `jaeger`"), "{e}");
-        for bad in [r#""a b""#, r#""/a b""#, r#""/\u00e9""#] {
+        let longest = format!("/{}", "p".repeat(1023));
+        assert_eq!(
+            otlp(&format!(r#", "path": "{longest}""#)).resolved_path(),
+            longest
+        );
+        let too_long = format!(r#""/{}""#, "p".repeat(1024));
+        for bad in [r#""a b""#, r#""/a b""#, r#""/\u00e9""#, &too_long] {
             let e = refused(&format!(
                 r#"{{"export": {{"cluster": "z", "path": {bad}}}}}"#
             ));
@@ -736,8 +757,11 @@ mod tests {
         assert_eq!(e.field, "");
         assert!(e.reason.starts_with("not JSON"), "{e}");
         let e = refused("[1]");
-        assert!(e.reason.contains("JSON object"), "{e}");
+        assert!(e.reason.contains("a JSON object, not an array"), "{e}");
         let e = refused("\"x-trace-id\"");
-        assert!(e.reason.contains("JSON object"), "{e}");
+        assert!(e.reason.contains("a JSON object, not a string"), "{e}");
+        let e = refused(r#"{"workload": 5}"#);
+        assert_eq!(e.field, "workload");
+        assert!(e.reason.contains("not a number"), "{e}");
     }
 }

@@ -132,3 +132,34 @@ impl FormatSet {
         self.0 == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_decision_for_logs() {
+        assert_eq!(Sampling::Defer.decision(), None);
+        assert_eq!(Sampling::Deny.decision(), Some(false));
+        assert_eq!(Sampling::Accept.decision(), Some(true));
+        assert_eq!(Sampling::Debug.decision(), Some(true));
+    }
+
+    #[test]
+    fn names_are_the_config_spellings() {
+        for f in Format::ALL {
+            let serialized = serde_json::to_string(&f).unwrap_or_default();
+            assert_eq!(format!("\"{}\"", f.name()), serialized);
+            assert_eq!(Format::ALL.get(f.index()), Some(&f));
+        }
+    }
+
+    #[test]
+    fn a_format_set_is_a_set() {
+        let s = FormatSet::of(&[Format::W3c, Format::W3c, Format::B3Multi]);
+        assert!(s.contains(Format::W3c) && s.contains(Format::B3Multi));
+        assert!(!s.contains(Format::B3Single));
+        assert!(!s.is_empty() && FormatSet::EMPTY.is_empty());
+        assert_eq!(s.with(Format::W3c), s);
+    }
+}

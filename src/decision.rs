@@ -435,6 +435,30 @@ mod tests {
         )
     }
 
+    /// An ignored `x-b3-flags` alone (not `1`) is no sampling decision: the new trace is sampled
+    /// as configured, not left deferred.
+    #[test]
+    fn an_ignored_flag_alone_is_no_decision() {
+        for percent in [0.0, 100.0] {
+            let cfg = Config {
+                sampling_percent: percent,
+                ..Config::default()
+            };
+            let d = decide_in(
+                &[("x-b3-flags", "2")],
+                &cfg,
+                Mode::Plain { own_span: false },
+            );
+            let want = if percent > 0.0 {
+                Sampling::Accept
+            } else {
+                Sampling::Deny
+            };
+            assert_eq!(d.context.sampling, want, "sampling_percent {percent}");
+            assert_eq!(d.source, Source::Injected);
+        }
+    }
+
     #[test]
     fn an_untrusted_caller_never_chooses_the_trace_nor_the_sampling() {
         let cfg = Config {
