@@ -637,11 +637,12 @@ mod tests {
         let bad = B3Single.extract(&headers(&[("b3", "nonsense-a2fb4a1d1a96d312")]));
         assert!(!bad.exact && !bad.lenient);
 
-        let multis: [(&str, &str, &str, Option<&str>, Option<&str>, bool); 7] = [
+        let (ut, us, upp) = (up(t), up(s), up(p));
+        let multis = [
             (t, s, p, Some("1"), None, true),
-            (&up(t), s, p, Some("1"), None, false),
-            (t, &up(s), p, Some("1"), None, false),
-            (t, s, &up(p), Some("1"), None, false),
+            (&ut, s, p, Some("1"), None, false),
+            (t, &us, p, Some("1"), None, false),
+            (t, s, &upp, Some("1"), None, false),
             (t, s, p, Some("true"), None, false),
             (t, s, p, Some("1"), Some("2"), false),
             (t, s, p, None, Some("1"), true),
