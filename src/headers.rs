@@ -172,4 +172,52 @@ mod tests {
         assert!(!h.tracer_hint());
         assert!(!TraceHeaders::collect([(REQUEST_ID, &b"short"[..])]).tracer_hint());
     }
+
+    /// Every name of the table is read, in any case; a name of the same length is not.
+    #[test]
+    fn reads_each_name_and_only_it() {
+        let names = [
+            B3_TRACE_ID,
+            B3_SPAN_ID,
+            B3_PARENT_SPAN_ID,
+            B3_SAMPLED,
+            B3_FLAGS,
+            B3,
+            TRACEPARENT,
+            TRACESTATE,
+            REQUEST_ID,
+            ENVOY_INTERNAL,
+        ];
+        let v = &b"true"[..];
+        for name in names {
+            let upper = name.to_ascii_uppercase();
+            for n in [name, upper.as_str()] {
+                let h = TraceHeaders::collect([(n, v)]);
+                let read = if name == REQUEST_ID {
+                    h.request_id.is_some()
+                } else if name == ENVOY_INTERNAL {
+                    h.envoy_internal
+                } else {
+                    h.has(name)
+                };
+                assert!(read, "{n}");
+                // Nothing else was taken for it.
+                for other in names.iter().filter(|o| **o != name) {
+                    assert!(!h.has(other), "{n} read as {other}");
+                }
+            }
+            // Same length, last byte changed: none of ours.
+            let mut decoy = name.as_bytes().to_vec();
+            if let Some(last) = decoy.last_mut() {
+                *last = b'_';
+            }
+            let decoy = String::from_utf8(decoy).unwrap_or_default();
+            let h = TraceHeaders::collect([(decoy.as_str(), v)]);
+            assert!(h.request_id.is_none() && !h.envoy_internal, "{decoy}");
+            assert!(names.iter().all(|o| !h.has(o)), "{decoy}");
+        }
+        let multi = TraceHeaders::collect([(B3_PARENT_SPAN_ID, &b"p"[..])]);
+        assert!(multi.b3.has(B3_PARENT_SPAN_ID) && !multi.b3.has(B3_SPAN_ID));
+        assert!(!TraceHeaders::collect([(ENVOY_INTERNAL, &b"false"[..])]).envoy_internal);
+    }
 }

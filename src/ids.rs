@@ -205,12 +205,6 @@ pub trait IdSource {
             }
         }
     }
-
-    /// A uniform draw in [0, 1) for sampling decisions.
-    fn unit(&mut self) -> f64 {
-        // 53 random bits: every value exactly representable.
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 impl<R: rand::RngCore> IdSource for R {
@@ -332,8 +326,21 @@ mod tests {
         let b = rng.trace_id();
         assert_ne!(a, b);
         assert!(a.wide);
-        let u = rng.unit();
-        assert!((0.0..1.0).contains(&u));
+    }
+
+    /// At most 32 digits, at least one; lower case only, or (lenient) either case and whether
+    /// it was canonical. (The callers check lengths too; these are the helpers' own bounds.)
+    #[test]
+    fn hex_helpers_bound_their_input() {
+        let max = [b'f'; 32];
+        assert_eq!(parse_lower_hex(&max), Some(u128::MAX));
+        assert_eq!(parse_lower_hex(&[b'1'; 33]), None);
+        assert_eq!(parse_lower_hex(b""), None);
+        assert_eq!(parse_lower_hex(b"F"), None);
+        assert_eq!(parse_any_case_hex(&[b'F'; 32]), Some((u128::MAX, false)));
+        assert_eq!(parse_any_case_hex(&[b'1'; 33]), None);
+        assert_eq!(parse_any_case_hex(b""), None);
+        assert_eq!(parse_any_case_hex(b"0a"), Some((10, true)));
     }
     #[test]
     fn b3_ids_read_leniently_as_envoy_and_opentelemetry_do() {

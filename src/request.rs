@@ -504,6 +504,37 @@ mod tests {
         assert_eq!(host.counter("trace_inject.export.disabled"), 1);
     }
 
+    /// The tick follows the flush interval, a batch goes once the interval has passed (not
+    /// before), and spans still buffered when the VM goes away are counted as dropped.
+    #[test]
+    fn export_flushes_on_its_interval_and_counts_what_is_lost() {
+        let host = FakeHost::new();
+        let p = plugin(
+            &host,
+            r#"{"export": {"cluster": "zipkin", "flush_interval_ms": 10}}"#,
+        );
+        assert_eq!(host.tick_ms.get(), 10);
+        let t0 = host.now.get();
+        p.tick(&host); // the first flush: nothing buffered, no call
+        request(&host, &p, &[], |_| {});
+        host.now.set(t0 + 9_999_999);
+        p.tick(&host);
+        assert_eq!(host.calls.borrow().len(), 0, "before the interval");
+        host.now.set(t0 + 10_000_000);
+        p.tick(&host);
+        assert_eq!(host.calls.borrow().len(), 1, "once the interval has passed");
+        for _ in 0..3 {
+            request(&host, &p, &[], |_| {});
+        }
+        p.on_done(&host);
+        assert_eq!(host.counter("trace_inject.export.spans_dropped"), 3);
+        let warnings = host.logged(log::Level::Warn);
+        assert!(
+            warnings.iter().any(|w| w.contains("with 3 spans not sent")),
+            "{warnings:?}"
+        );
+    }
+
     #[test]
     fn a_bad_configuration_is_refused_with_the_field_named_and_counted() {
         let host = FakeHost::new();

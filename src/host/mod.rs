@@ -147,4 +147,24 @@ mod tests {
         lying[0] = 0xff;
         assert!(HeaderPairs::parse(lying).iter().count() <= 2);
     }
+
+    /// Envoy's levels (`proxy_get_log_level`): trace 0, debug 1, info 2, warn 3, error 4,
+    /// critical 5, off 6.
+    #[test]
+    fn envoy_levels() {
+        use log::LevelFilter as L;
+        let want = [
+            L::Trace,
+            L::Debug,
+            L::Info,
+            L::Warn,
+            L::Error,
+            L::Error,
+            L::Off,
+            L::Off,
+        ];
+        for (envoy, want) in want.into_iter().enumerate() {
+            assert_eq!(level_filter(envoy as u32), want, "{envoy}");
+        }
+    }
 }
