@@ -121,9 +121,9 @@ fuzz: ## the parser and decision properties with FUZZ_CASES (200000) cases each
 #               mutant), then only the survivors against every native test (--iterate). The
 #               wasm-only modules (host/abi.rs, filter.rs: the raw ABI shim and its glue) are not
 #               compiled natively; the e2e tests cover them. Knobs: MUTANTS_JOBS=2
-#               MUTANTS_TIMEOUT=60 MUTANTS_ARGS=... (e.g. "-f src/b3.rs").
+#               MUTANTS_TIMEOUT=30 MUTANTS_ARGS=... (e.g. "-f src/b3.rs").
 MUTANTS_JOBS    ?= 2
-MUTANTS_TIMEOUT ?= 60
+MUTANTS_TIMEOUT ?= 30
 MUTANTS_RUN = cargo mutants -p trace-inject --jobs $(MUTANTS_JOBS) --timeout $(MUTANTS_TIMEOUT) \
   -e src/host/abi.rs -e src/filter.rs $(MUTANTS_ARGS)
 mutants: ## mutation testing of the filter crate with the native tests (not part of make test)

@@ -328,6 +328,24 @@ mod tests {
         assert!(a.wide);
     }
 
+    /// The VM's ids differ draw to draw, also from the fallback used while the rng is borrowed.
+    #[test]
+    fn the_vms_ids_differ_draw_to_draw() {
+        let (ids, err) = Ids::seeded(7);
+        assert_eq!(err, None);
+        let mut src = &ids;
+        let a: Vec<u64> = (0..4).map(|_| src.next_u64()).collect();
+        assert!(a.windows(2).all(|w| w[0] != w[1]), "{a:?}");
+        let busy = ids.rng.borrow_mut();
+        let b: Vec<u64> = (0..4).map(|_| src.next_u64()).collect();
+        drop(busy);
+        assert!(
+            b.windows(2).all(|w| w[0] != w[1]) && !b.contains(&0),
+            "{b:?}"
+        );
+        assert_ne!(src.trace_id(), src.trace_id());
+    }
+
     /// At most 32 digits, at least one; lower case only, or (lenient) either case and whether
     /// it was canonical. (The callers check lengths too; these are the helpers' own bounds.)
     #[test]
