@@ -232,4 +232,29 @@ mod tests {
         assert_eq!(loggable_path("/a#frag", false), "/a");
         assert_eq!(loggable_path("", false), "");
     }
+
+    /// Every ASCII character alone and inside text: JSON's mandatory escapes (RFC 8259 §7) and
+    /// DEL as `\u007f`, everything else as is; serde_json reads each back to the input.
+    #[test]
+    fn json_strings_escape_exactly_what_they_must() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            let want = match c {
+                '"' => "\\\"".to_string(),
+                '\\' => "\\\\".to_string(),
+                '\n' => "\\n".to_string(),
+                '\r' => "\\r".to_string(),
+                '\t' => "\\t".to_string(),
+                _ if b < 0x20 || b == 0x7f => format!("\\u{b:04x}"),
+                c => c.to_string(),
+            };
+            for text in [c.to_string(), format!("ab{c}é")] {
+                let mut out = String::new();
+                push_json_str(&mut out, &text);
+                assert_eq!(out, format!("\"{}\"", text.replace(c, &want)), "{b:#x}");
+                let back: String = serde_json::from_str(&out).unwrap_or_default();
+                assert_eq!(back, text, "{b:#x}");
+            }
+        }
+    }
 }

@@ -100,3 +100,19 @@ pub fn first_context(states: &[Extracted; 3], order: &[Format]) -> Option<(Forma
             .map(|c| (*f, *c))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One propagator per format, each naming the header a malformed value is reported under.
+    #[test]
+    fn one_propagator_per_format() {
+        for f in Format::ALL {
+            assert_eq!(of(f).format(), f);
+        }
+        assert_eq!(of(Format::W3c).label(), "traceparent");
+        assert_eq!(of(Format::B3Single).label(), "b3");
+        assert_eq!(of(Format::B3Multi).label(), "x-b3-*");
+    }
+}

@@ -535,6 +535,89 @@ mod tests {
         );
     }
 
+    /// `trust_incoming: internal`: Envoy's `x-envoy-internal: true` or an mTLS peer (the
+    /// `connection.mtls` property, a bool byte) is trusted; anything else starts a new trace.
+    #[test]
+    fn internal_means_envoy_internal_or_mtls() {
+        let host = FakeHost::new();
+        let p = plugin(&host, r#"{"tracer": "none", "trust_incoming": "internal"}"#);
+        let own = [("x-b3-traceid", T32), ("x-b3-spanid", S)];
+        let kept = |extra: &[(&str, &str)]| {
+            let mut h = own.to_vec();
+            h.extend_from_slice(extra);
+            request(&host, &p, &h, |_| {});
+            req(&host, "x-b3-traceid").as_deref() == Some(T32)
+        };
+        assert!(kept(&[("x-envoy-internal", "true")]), "internal by Envoy");
+        assert!(!kept(&[]), "no mTLS property: external");
+        host.set_prop(&["connection", "mtls"], &[0]);
+        assert!(!kept(&[]), "plain TCP peer");
+        host.set_prop(&["connection", "mtls"], &[1]);
+        assert!(kept(&[]), "mTLS peer");
+    }
+
+    /// `auto` learns "no tracer" only from a request that both tracers would have traced; one
+    /// that OpenTelemetry would not (a `traceparent` it cannot join) proves nothing.
+    #[test]
+    fn no_tracer_is_learnt_only_where_both_would_have_written() {
+        let host = FakeHost::new();
+        let p = plugin(&host, "{}");
+        went_upstream(&host);
+        let zero_trace = format!("00-{}-{S}-01", "0".repeat(32));
+        request(&host, &p, &[("traceparent", &zero_trace)], |_| {});
+        assert!(matches!(p.hop.state(), HopState::Undecided { .. }));
+        request(&host, &p, &[], |_| {});
+        assert_eq!(p.hop.state(), HopState::Plain);
+    }
+
+    /// `malformed` counts requests with a malformed header, not every request; a log that is
+    /// off in the configuration stays off whatever Envoy's level.
+    #[test]
+    fn malformed_is_counted_only_when_malformed_and_log_off_is_off() {
+        let host = FakeHost::new();
+        host.envoy_log_level.set(0);
+        let p = plugin(&host, r#"{"tracer": "none", "log": {"enabled": false}}"#);
+        let before = host.logs.borrow().len();
+        request(
+            &host,
+            &p,
+            &[("x-b3-traceid", T32), ("x-b3-spanid", S)],
+            |_| {},
+        );
+        p.tick(&host);
+        assert_eq!(host.counter("trace_inject.malformed"), 0);
+        request(&host, &p, &[("b3", "garbage")], |_| {});
+        p.tick(&host);
+        assert_eq!(host.counter("trace_inject.malformed"), 1);
+        let info = host.logs.borrow()[before..]
+            .iter()
+            .filter(|(l, m)| *l == log::Level::Info && m.starts_with('{'))
+            .count();
+        assert_eq!(info, 0, "no access-log line");
+    }
+
+    /// The workload comes from Envoy's node metadata, under `xds.node` or (older Envoys)
+    /// `node`; debug lines only when Envoy's level is debug.
+    #[test]
+    fn node_metadata_names_the_workload_and_debug_waits_for_debug() {
+        let host = FakeHost::new();
+        host.set_prop(&["xds", "node", "metadata", "NAMESPACE"], b"shop");
+        host.set_prop(&["node", "metadata", "WORKLOAD_NAME"], b"checkout-v2");
+        let p = plugin(&host, r#"{"tracer": "none"}"#);
+        assert_eq!(p.workload.namespace, "shop");
+        assert_eq!(p.workload.workload, "checkout-v2");
+        request(&host, &p, &[("b3", "garbage")], |_| {});
+        assert!(host.logged(log::Level::Debug).is_empty(), "Envoy at info");
+        host.envoy_log_level.set(1);
+        p.tick(&host);
+        request(&host, &p, &[("b3", "garbage")], |_| {});
+        let debug = host.logged(log::Level::Debug);
+        assert!(
+            debug.iter().any(|l| l.contains("replaced malformed b3")),
+            "{debug:?}"
+        );
+    }
+
     #[test]
     fn a_bad_configuration_is_refused_with_the_field_named_and_counted() {
         let host = FakeHost::new();
