@@ -357,6 +357,9 @@ mod tests {
     fn plain_hop_injects_tells_and_logs_one_line() {
         let host = FakeHost::new();
         let p = plugin(&host, r#"{"tracer": "none"}"#);
+        // Envoy serialises integer properties as 8 little-endian bytes.
+        host.set_prop(&["response", "code"], &200u64.to_le_bytes());
+        host.set_prop(&["request", "duration"], &1_234_000u64.to_le_bytes());
         request(&host, &p, &[], |_| {});
         let trace = req(&host, "x-b3-traceid").unwrap();
         assert_eq!(told(&host).as_deref(), Some(trace.as_str()));
@@ -366,6 +369,10 @@ mod tests {
         let line = lines.last().unwrap();
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["trace_id"], trace.as_str());
+        assert_eq!(v["span_id"], req(&host, "x-b3-spanid").unwrap().as_str());
+        assert_eq!(v["sampled"], true);
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 1.234);
         assert_eq!(v["context"], "injected");
         assert_eq!(v["path"], "/a", "query left out");
         assert_eq!(
@@ -606,6 +613,20 @@ mod tests {
         let p = plugin(&host, r#"{"tracer": "none"}"#);
         assert_eq!(p.workload.namespace, "shop");
         assert_eq!(p.workload.workload, "checkout-v2");
+        let info = host.logged(log::Level::Info);
+        assert!(
+            info.iter()
+                .any(|l| l.contains("namespace=shop") && l.ends_with("tracer=none")),
+            "{info:?}"
+        );
+        plugin(&host, r#"{"tracer": "opentelemetry"}"#);
+        plugin(&host, "{}");
+        let info = host.logged(log::Level::Info);
+        assert!(
+            info.iter().any(|l| l.ends_with("tracer=opentelemetry")),
+            "{info:?}"
+        );
+        assert!(info.iter().any(|l| l.ends_with("tracer=auto")), "{info:?}");
         request(&host, &p, &[("b3", "garbage")], |_| {});
         assert!(host.logged(log::Level::Debug).is_empty(), "Envoy at info");
         host.envoy_log_level.set(1);

@@ -559,6 +559,14 @@ mod tests {
             )
         };
         let one = big(1).memory_bytes();
+        let strings: usize = ["GET", "checkout.shop.svc.cluster.local", "inbound|8080||"]
+            .iter()
+            .map(|s| s.len())
+            .sum();
+        assert!(
+            one >= std::mem::size_of::<FinishedSpan>() + MAX_PATH_BYTES + strings,
+            "every string's heap counts: {one}"
+        );
         assert!(
             one < std::mem::size_of::<FinishedSpan>() + 2 * MAX_PATH_BYTES,
             "a 16 KiB path costs at most MAX_PATH_BYTES: {one}"
