@@ -581,6 +581,18 @@ mod tests {
         assert_eq!(b.len(), 10, "the byte bound, not the count, decides");
         assert_eq!(dropped, 200 - 10, "every span is kept or counted");
         assert_eq!(b.take(1)[0].id.0, 191, "the newest are kept");
+        // Both bounds are inclusive: exactly `max_bytes` fits.
+        let size = span(1).memory_bytes();
+        let mut exact = SpanBuffer::new(100, 3 * size);
+        for n in 1..=3 {
+            assert_eq!(exact.push(span(n)), 0, "span {n} of 3 fits exactly");
+        }
+        assert!(!exact.is_empty());
+        assert_eq!((exact.len(), exact.bytes()), (3, 3 * size));
+        assert_eq!(exact.push(span(4)), 1);
+        let mut one_fits = SpanBuffer::new(1, size);
+        assert_eq!(one_fits.push(span(1)), 0);
+        assert_eq!(one_fits.len(), 1);
         // A span alone over the bound is refused, and counted.
         let mut tiny = SpanBuffer::new(10, 16);
         assert_eq!(tiny.push(span(1)), 1);
