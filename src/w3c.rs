@@ -621,4 +621,109 @@ mod tests {
             }
         }
     }
+
+    fn th<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
+        TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    #[test]
+    fn each_separator_is_checked() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(parse_traceparent(good.as_bytes()).is_ok());
+        for at in [2, 35, 52] {
+            let mut bad = good.as_bytes().to_vec();
+            if let Some(b) = bad.get_mut(at) {
+                *b = b'_';
+            }
+            assert!(parse_traceparent(&bad).is_err(), "separator {at}");
+        }
+    }
+
+    /// W3C carries trace id, parent-id and the sampled bit, not B3's parent span: a context that
+    /// differs only there agrees; only `traceparent` makes the format present.
+    #[test]
+    fn the_propagator_carries_what_w3c_can_say() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let Parsed::Context(c) = W3c.extract(&th(&[("traceparent", tp)])).parsed else {
+            panic!("a context");
+        };
+        let mut with_parent = c;
+        with_parent.parent_span_id = SpanId::parse(b"0020000000000001");
+        assert!(!W3c.carries_all());
+        assert!(W3c.agrees(&with_parent, &c));
+        assert_eq!(W3c.fields(), &[TRACEPARENT, TRACESTATE][..]);
+        assert!(!W3c.present(&th(&[("tracestate", "a=1"), ("b3", "1")])));
+        assert!(W3c.present(&th(&[("traceparent", "x")])));
+    }
+
+    /// What becomes of `tracestate` with each fate of its `traceparent`, at the 32-member edge.
+    #[test]
+    fn tracestate_follows_its_traceparent() {
+        use TraceparentFate::*;
+        let edit = |lines: &[&str], fate| {
+            let pairs: Vec<(&str, &str)> = lines.iter().map(|l| ("tracestate", *l)).collect();
+            tracestate_edit(&th(&pairs), fate)
+        };
+        let removed = Some((Edit::remove(TRACESTATE), None));
+        assert_eq!(edit(&[], Updated), None);
+        assert_eq!(edit(&["a=1"], Replaced), removed);
+        assert_eq!(edit(&["a=1,b=2"], Unchanged), None);
+        assert_eq!(
+            edit(&["a=1,b=2"], Updated),
+            None,
+            "already what a rebuild gives"
+        );
+        assert_eq!(
+            edit(&["a=1", "b=2"], Updated),
+            Some((Edit::set(TRACESTATE, "a=1,b=2".into()), None)),
+            "two lines become one"
+        );
+        assert_eq!(
+            edit(&["a=1,a=2"], Updated),
+            Some((
+                Edit::set(TRACESTATE, "a=1".into()),
+                Some("tracestate key appears twice")
+            )),
+            "a key twice: the first kept, and said why"
+        );
+        let members = |n: usize| {
+            (0..n)
+                .map(|i| format!("k{i}=v"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let at_limit = members(32);
+        assert_eq!(
+            edit(&[&at_limit], Unchanged),
+            None,
+            "32 members are allowed"
+        );
+        assert_eq!(edit(&[&at_limit], Updated), None);
+        let over = members(33);
+        for fate in [Unchanged, Updated] {
+            let (e, why) = edit(&[&over], fate).unwrap_or((Edit::remove("none"), None));
+            assert_eq!(e, Edit::remove(TRACESTATE));
+            assert!(why.is_some_and(|w| w.contains("32")), "{why:?}");
+        }
+        let broken = edit(&["a=1,B=2"], Unchanged);
+        assert!(matches!(broken, Some((e, Some(_))) if e == Edit::remove(TRACESTATE)));
+    }
+
+    /// Exactly 512 characters stay whole; one more and whole entries go.
+    #[test]
+    fn rebuilt_tracestate_truncation_edge() {
+        // 8 members of 63 characters + 7 commas = 511; the last 64 long = 512.
+        let member = |i: usize, len: usize| format!("k{i}={}", "v".repeat(len - 3));
+        let mut m: Vec<String> = (0..7).map(|i| member(i, 63)).collect();
+        m.push(member(7, 64));
+        let exact = m.join(",");
+        assert_eq!(exact.len(), TRACESTATE_TRUNCATE_TO);
+        assert_eq!(rebuilt(&[&exact]).as_deref(), Some(exact.as_str()));
+        m.push("z=1".into());
+        assert_eq!(
+            rebuilt(&[&m.join(",")]).as_deref(),
+            Some(exact.as_str()),
+            "the last one goes"
+        );
+    }
 }

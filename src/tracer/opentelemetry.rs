@@ -108,6 +108,15 @@ mod tests {
                 Outcome::NoSpan,
             ),
             (tp("garbage").to_vec(), Outcome::NoSpan),
+            // Every field hex (finding 1's rule): a version or flags that is not, no span.
+            (
+                tp(&format!("0g-{W3C_TRACE}-{W3C_PARENT}-01")).to_vec(),
+                Outcome::NoSpan,
+            ),
+            (
+                tp(&format!("00-{W3C_TRACE}-{W3C_PARENT}-0g")).to_vec(),
+                Outcome::NoSpan,
+            ),
             // B3 is not read.
             (
                 vec![("x-b3-traceid", T32.into()), ("x-b3-spanid", S.into())],
