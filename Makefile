@@ -45,7 +45,7 @@ lint: build ## cargo fmt --check and clippy -D warnings (native and wasm32)
 	scripts/lint.sh
 
 # Tests that need no Envoy: every unit test and the property tests (tests/<name>.rs listed here).
-PURE_TESTS := fuzz_parsers fuzz_conformance otlp_schema readme
+PURE_TESTS := fuzz_parsers fuzz_conformance otlp_schema readme check_config
 E2E_TESTS  := $(filter-out $(PURE_TESTS),$(basename $(notdir $(wildcard tests/*.rs tools/devtools/tests/*.rs))))
 
 unit: ## every test that needs no Envoy: unit tests, property tests, the OTLP schema, README checks

@@ -256,5 +256,9 @@ mod tests {
                 assert_eq!(back, text, "{b:#x}");
             }
         }
+        // Beside a character that must be escaped, the rest still goes as is (space included).
+        let mut out = String::new();
+        push_json_str(&mut out, "a b\"~\u{7f}");
+        assert_eq!(out, "\"a b\\\"~\\u007f\"");
     }
 }

@@ -533,6 +533,12 @@ mod tests {
         for _ in 0..3 {
             request(&host, &p, &[], |_| {});
         }
+        let quiet = plugin(&host, r#"{"export": {"cluster": "zipkin"}}"#);
+        quiet.on_done(&host);
+        assert!(
+            host.logged(log::Level::Warn).is_empty(),
+            "nothing pending, nothing lost"
+        );
         p.on_done(&host);
         assert_eq!(host.counter("trace_inject.export.spans_dropped"), 3);
         let warnings = host.logged(log::Level::Warn);

@@ -559,13 +559,15 @@ mod tests {
             )
         };
         let one = big(1).memory_bytes();
+        // Its slot in the buffer plus each string's heap (truncated path: MAX_PATH_BYTES).
         let strings: usize = ["GET", "checkout.shop.svc.cluster.local", "inbound|8080||"]
             .iter()
             .map(|s| s.len())
             .sum();
-        assert!(
-            one >= std::mem::size_of::<FinishedSpan>() + MAX_PATH_BYTES + strings,
-            "every string's heap counts: {one}"
+        assert_eq!(
+            one,
+            std::mem::size_of::<(FinishedSpan, usize)>() + MAX_PATH_BYTES + strings,
+            "every string's heap counts"
         );
         assert!(
             one < std::mem::size_of::<FinishedSpan>() + 2 * MAX_PATH_BYTES,

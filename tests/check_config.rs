@@ -1,0 +1,41 @@
+//! `check-config`, the command users validate a pluginConfig with before they apply it: exit 0
+//! when valid, 1 naming the field, 2 when the file cannot be read.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn check(stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_check-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("check-config runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("exit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn valid_refused_and_unreadable() {
+    let (code, out, _) = check(r#"{"outputs": ["w3c"], "tracer": "opentelemetry"}"#);
+    assert_eq!((code, out.trim()), (0, "plugin configuration is valid"));
+    let (code, _, err) = check(r#"{"sampling_percent": 101}"#);
+    assert_eq!(code, 1);
+    assert!(err.contains("sampling_percent"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_check-config"))
+        .arg("/nonexistent/plugin.json")
+        .output()
+        .expect("check-config runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/plugin.json"));
+}
