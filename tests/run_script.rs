@@ -45,7 +45,10 @@ impl Run {
             "{DEVTOOLS} is missing: run `make devtools` (make e2e does)"
         );
         let edge_port = ports[2].1;
-        let mut cmd = Command::new("scripts/run.sh");
+        // SIGINT as a terminal delivers it: a test run started in the background (`make test &`,
+        // nohup) inherits SIGINT ignored, which no trap in the script can undo.
+        let mut cmd = Command::new("env");
+        cmd.args(["--default-signal=INT", "scripts/run.sh"]);
         for (var, port) in ports {
             cmd.env(var, port.to_string());
         }
