@@ -26,8 +26,12 @@
 //! last 10,000 spans are kept. Spans reported twice (shared client/server ids) are not merged.
 
 use crate::otlp;
-use crate::server::{Reply, Request};
-use crate::tiny::TinyServer as Server;
+// The hand-written server, a thread per connection: tiny_http (used before) queues a new
+// connection behind its pool's busy threads, and Envoy keeps its collector connections open, so
+// under load an export request could go unanswered until Envoy's 5 s timeout and its span was
+// lost (seen in CI: otel_tracer's gateway test; Envoy's debug log showed the requests sent and
+// never answered).
+use crate::server::{Reply, Request, Server};
 use crate::zipkin::{self, Span, TraceQuery};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, VecDeque};

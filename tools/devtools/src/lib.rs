@@ -18,7 +18,6 @@ pub mod h2;
 pub mod http;
 pub mod otlp;
 mod server;
-mod tiny;
 pub mod tree;
 pub mod zipkin;
 

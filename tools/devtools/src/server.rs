@@ -1,9 +1,11 @@
 //! A minimal HTTP/1.1 server: thread per connection, keep-alive, `content-length` and chunked
 //! request bodies, header values kept as raw bytes.
 //!
-//! The echo's server (the collector runs on tiny_http, see `tiny.rs`). Why not tiny_http here: it
-//! drops any request whose header bytes are not ASCII and trims values,
-//! and the echo upstream must show exactly what Envoy forwarded (a filter test sends `\xff`).
+//! The echo's and the collector's server. Why not tiny_http: it drops any request whose header
+//! bytes are not ASCII and trims values, and the echo upstream must show exactly what Envoy
+//! forwarded (a filter test sends `\xff`); and its task pool could leave a new connection queued
+//! behind the idle keep-alive connections Envoy holds to the collector (an export request
+//! unanswered for 5 s, its span lost). A thread per connection has neither problem.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
