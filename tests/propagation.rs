@@ -620,69 +620,44 @@ fn hop_upstream_refuses_a_request_that_never_arrived() {
 #[test]
 fn two_workers_core_scenarios() {
     let hop = plain_hop_with("{}", |b| b.concurrency(2));
-    let port = hop.port;
-    let results: Vec<(String, usize, Option<String>)> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..20)
-            .map(|c| {
-                s.spawn(move || {
-                    (0..10)
-                        .map(|i| {
-                            let path = format!("/c{c}/r{i}");
-                            let kind = (c + i) % 3;
-                            let h: Vec<(&[u8], &[u8])> = match kind {
-                                0 => vec![],
-                                1 => vec![
-                                    (b"x-b3-traceid", T32.as_bytes()),
-                                    (b"x-b3-spanid", S.as_bytes()),
-                                ],
-                                _ => vec![(b"traceparent", b"00-garbage")],
-                            };
-                            let r = http::request(port, "GET", &path, &h).expect("request");
-                            assert_eq!(r.status, 200, "{path}");
-                            let told = r.headers_named("x-trace-id");
-                            assert_eq!(told.len(), 1, "{path}: {told:?}");
-                            (path, kind, told.first().cloned())
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("client"))
-            .collect()
+    let kind = |client: u32, round: u32| (client + round) % 3;
+    let results = concurrent_wave(hop.port, "core", 20, 10, |client, round| {
+        match kind(client, round) {
+            0 => vec![],
+            1 => vec![
+                ("x-b3-traceid".into(), T32.into()),
+                ("x-b3-spanid".into(), S.into()),
+            ],
+            _ => vec![("traceparent".into(), "00-garbage".into())],
+        }
     });
     let ups = hop.echo.requests();
-    for (path, kind, told) in &results {
+    for r in &results {
+        let path = &r.path;
+        let told = r.response.headers_named("x-trace-id");
+        assert_eq!(told.len(), 1, "{path}: {told:?}");
         let up = ups
             .iter()
             .find(|u| &u.path == path)
             .unwrap_or_else(|| panic!("{path} never reached the upstream"));
         let (trace, _) = assert_valid_context(up);
-        assert_eq!(told.as_deref(), Some(trace.as_str()), "{path}");
-        if *kind == 1 {
+        assert_eq!(told.first(), Some(&trace), "{path}");
+        if kind(r.client, r.round) == 1 {
             assert_eq!(trace, T32, "{path}: continued");
         } else {
             assert_ne!(trace, T32, "{path}");
         }
     }
-    let stats = hop.envoy.stats();
-    for w in ["worker_0", "worker_1"] {
-        let served: u64 = stats
-            .lines()
-            .filter(|l| {
-                l.starts_with("listener.") && l.contains(&format!(".{w}.downstream_cx_total: "))
-            })
-            .filter_map(|l| l.rsplit_once(": ")?.1.parse::<u64>().ok())
-            .sum();
-        assert!(served > 0, "{w} served no connection");
-    }
+    assert_every_worker_served(&hop.envoy, 2);
     // Each worker's VM hands over its own counts; Envoy sums them under one name.
     hop.wait_counted(200);
     let repaired = hop
         .envoy
         .stat("wasmcustom.trace_inject.requests.repaired")
         .unwrap_or(0);
-    let expected = results.iter().filter(|(_, k, _)| *k == 2).count() as u64;
+    let expected = results
+        .iter()
+        .filter(|r| kind(r.client, r.round) == 2)
+        .count() as u64;
     assert_eq!(repaired, expected, "requests.repaired over both workers");
 }

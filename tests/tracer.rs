@@ -521,18 +521,7 @@ fn two_workers_default_config_beside_the_tracer_never_tell_a_wrong_id() {
         hop.envoy.stat("wasmcustom.trace_inject.tracer_detected") == Some(2)
     });
     assert!(learnt, "both workers learnt the tracer");
-    // Both workers served traffic, and each one learnt the tracer on its own.
-    let stats = hop.envoy.stats();
-    for w in ["worker_0", "worker_1"] {
-        let served = stats
-            .lines()
-            .filter(|l| {
-                l.starts_with("listener.") && l.contains(&format!(".{w}.downstream_cx_total: "))
-            })
-            .filter_map(|l| l.rsplit_once(": ")?.1.parse::<u64>().ok())
-            .sum::<u64>();
-        assert!(served > 0, "{w} served no connection");
-    }
+    assert_every_worker_served(&hop.envoy, 2);
     // Learnt: every caller with its own context is told it.
     let learnt = two_worker_wave(&hop, "learnt", 6);
     let ups = hop.echo.requests();
@@ -549,60 +538,39 @@ fn two_workers_default_config_beside_the_tracer_never_tell_a_wrong_id() {
     hop.assert_counter("tracer_detected", 2);
 }
 
-/// 20 clients, `rounds` requests each, a new connection per request (the kernel spreads them
-/// over workers); half without a context, half with one of their own. (path, own trace, told).
-fn two_worker_wave(
-    hop: &SidecarHop,
-    tag: &str,
-    rounds: u32,
-) -> Vec<(String, Option<String>, Option<String>)> {
-    let port = hop.port;
-    std::thread::scope(|s| {
-        let threads: Vec<_> = (0..20)
-            .map(|c| {
-                s.spawn(move || {
-                    (0..rounds)
-                        .map(|i| {
-                            let path = format!("/{tag}/c{c}/r{i}");
-                            let mine = (i % 2 == 1)
-                                .then(|| format!("{:016x}{c:08x}{i:08x}", rand_id() as u64));
-                            let mut h: Vec<(&[u8], &[u8])> = Vec::new();
-                            if let Some(t) = &mine {
-                                h.push((b"x-b3-traceid", t.as_bytes()));
-                                h.push((b"x-b3-spanid", S.as_bytes()));
-                            }
-                            let r = http::request(port, "GET", &path, &h).expect("request");
-                            assert_eq!(r.status, 200, "{path}");
-                            let told = r.headers_named("x-trace-id");
-                            assert!(told.len() <= 1, "{path}: {told:?}");
-                            (path, mine, told.first().cloned())
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("client"))
-            .collect()
+/// 20 clients, `rounds` requests each; half without a context, half with one of their own.
+fn two_worker_wave(hop: &SidecarHop, tag: &str, rounds: u32) -> Vec<WaveRequest> {
+    concurrent_wave(hop.port, tag, 20, rounds, |client, round| {
+        if round % 2 == 0 {
+            return vec![];
+        }
+        let own = format!("{:016x}{client:08x}{round:08x}", rand_id() as u64);
+        vec![
+            ("x-b3-traceid".into(), own),
+            ("x-b3-spanid".into(), S.into()),
+        ]
     })
 }
 
 /// Every id told is the one the upstream carried and the collector holds (and the caller's own,
 /// where it had one). Returns how many callers with their own context were not told.
-fn check_told(
-    hop: &SidecarHop,
-    ups: &[RecordedRequest],
-    results: &[(String, Option<String>, Option<String>)],
-) -> usize {
+fn check_told(hop: &SidecarHop, ups: &[RecordedRequest], results: &[WaveRequest]) -> usize {
     let mut untold = 0;
-    for (path, mine, told) in results {
+    for r in results {
+        let path = &r.path;
+        let told = r.response.headers_named("x-trace-id");
+        assert!(told.len() <= 1, "{path}: {told:?}");
+        let mine = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-b3-traceid")
+            .map(|(_, v)| v);
         let up = ups
             .iter()
             .find(|u| &u.path == path)
             .unwrap_or_else(|| panic!("{path} never reached the upstream"));
         let carried = upstream_trace(up);
-        match (told, mine) {
+        match (told.first(), mine) {
             (Some(t), _) => {
                 assert_eq!(
                     Some(t),

@@ -370,3 +370,72 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// One request of a [`concurrent_wave`]: its path (unique), the headers sent, the answer.
+pub struct WaveRequest {
+    pub path: String,
+    pub client: u32,
+    pub round: u32,
+    pub headers: Vec<(String, String)>,
+    pub response: Response,
+}
+
+/// `clients` concurrent clients sending `rounds` requests each to `port`, a new connection per
+/// request so that the kernel spreads them over Envoy's workers; `headers(client, round)` gives
+/// each request's headers. Every answer must be 200.
+pub fn concurrent_wave(
+    port: u16,
+    tag: &str,
+    clients: u32,
+    rounds: u32,
+    headers: impl Fn(u32, u32) -> Vec<(String, String)> + Sync,
+) -> Vec<WaveRequest> {
+    let headers = &headers;
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..clients)
+            .map(|client| {
+                s.spawn(move || {
+                    (0..rounds)
+                        .map(|round| {
+                            let path = format!("/{tag}/c{client}/r{round}");
+                            let sent = headers(client, round);
+                            let h: Vec<(&[u8], &[u8])> = sent
+                                .iter()
+                                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+                                .collect();
+                            let response = http::request(port, "GET", &path, &h).expect("request");
+                            assert_eq!(response.status, 200, "{path}");
+                            WaveRequest {
+                                path,
+                                client,
+                                round,
+                                headers: sent,
+                                response,
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client"))
+            .collect()
+    })
+}
+
+/// Asserts that each of Envoy's `workers` served at least one downstream connection.
+pub fn assert_every_worker_served(envoy: &Envoy, workers: u32) {
+    let stats = envoy.stats();
+    for w in 0..workers {
+        let served: u64 = stats
+            .lines()
+            .filter(|l| {
+                l.starts_with("listener.")
+                    && l.contains(&format!(".worker_{w}.downstream_cx_total: "))
+            })
+            .filter_map(|l| l.rsplit_once(": ")?.1.parse::<u64>().ok())
+            .sum();
+        assert!(served > 0, "worker_{w} served no connection");
+    }
+}
