@@ -38,31 +38,16 @@ fn hop_on(
     trace_id_route_header: bool,
     gateway: bool,
 ) -> (Hop, Collector) {
-    wasm_built();
     let echo = EchoServer::start();
     let collector = Collector::start();
-    let mut b = Envoy::builder(format!("examples/{example}"))
-        .replace(
-            &format!("port_value: {listener}}}"),
-            "port_value: 0}".to_string(),
-        )
-        .replace(
-            "port_value: 8080}",
-            format!("port_value: {}}}", echo.port()),
-        )
-        .replace(
-            "port_value: 9411}",
-            format!("port_value: {}}}", collector.port()),
-        )
-        .replace(
-            &format!("port_value: {admin}}}"),
-            "port_value: 0}".to_string(),
-        )
-        .replace(
-            &plugin_config_line(example),
-            format!("value: '{plugin_config}'"),
-        )
-        .flush_spans_immediately();
+    let mut b = example_builder(
+        example,
+        (listener, 0),
+        admin,
+        &echo,
+        &collector,
+        Some(plugin_config),
+    );
     if !envoy_has_value_tags() && example == "envoy-sidecar-otel.yaml" {
         // Envoy 1.36 has no `value:` custom tags (the span tags this test does not check).
         for key in ["service", "namespace", "version", "workload", "cluster"] {

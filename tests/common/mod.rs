@@ -120,10 +120,34 @@ pub fn sidecar_builder(
     port: u16,
     plugin_config: Option<&str>,
 ) -> EnvoyBuilder {
+    example_builder(
+        sidecar_example(),
+        (10001, port),
+        9902,
+        echo,
+        collector,
+        plugin_config,
+    )
+}
+
+/// `examples/{example}` in front of `echo`, reporting to `collector` (Zipkin on 9411): its
+/// listener `listener.0` on port `listener.1` (0: read back from admin), its admin port `admin`
+/// on a free one, spans posted at once; `plugin_config` `None` keeps the example's own.
+pub fn example_builder(
+    example: &str,
+    listener: (u16, u16),
+    admin: u16,
+    echo: &EchoServer,
+    collector: &Collector,
+    plugin_config: Option<&str>,
+) -> EnvoyBuilder {
     wasm_built();
-    let example = sidecar_example();
+    let (from, to) = listener;
     let mut b = Envoy::builder(format!("examples/{example}"))
-        .replace("port_value: 10001}", format!("port_value: {port}}}"))
+        .replace(
+            &format!("port_value: {from}}}"),
+            format!("port_value: {to}}}"),
+        )
         .replace(
             "port_value: 8080}",
             format!("port_value: {}}}", echo.port()),
@@ -132,7 +156,10 @@ pub fn sidecar_builder(
             "port_value: 9411}",
             format!("port_value: {}}}", collector.port()),
         )
-        .replace("port_value: 9902}", "port_value: 0}".to_string())
+        .replace(
+            &format!("port_value: {admin}}}"),
+            "port_value: 0}".to_string(),
+        )
         .flush_spans_immediately();
     if let Some(c) = plugin_config {
         b = b.replace(
