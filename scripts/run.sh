@@ -153,7 +153,26 @@ start_envoy envoy envoy.yaml --service-cluster edge --service-node edge-1
 start_envoy envoy-sidecar envoy-sidecar.yaml
 start_envoy envoy-sidecar-otel envoy-sidecar-otel.yaml
 
-# Ready when every Envoy's admin says so. The check runs beside the processes, so that `wait -n`
+# first_exit PID...: returns once one of them has exited, with its pid in $exited and its status
+# in $status. Polled rather than `wait -n PID...`: bash drops a background job that exits while a
+# foreground command runs (here: as the banner prints), and `wait -n` then waits for the others
+# only, for ever (bash 5.2; make run hung when the echo died as the banner printed). `wait PID`
+# still finds the status of a dropped job.
+first_exit() {
+  local p
+  while :; do
+    for p in "$@"; do
+      if ! kill -0 "$p" 2>/dev/null; then
+        exited="$p" status=0
+        wait "$p" || status=$?
+        return
+      fi
+    done
+    sleep 0.2
+  done
+}
+
+# Ready when every Envoy's admin says so. The check runs beside the processes, so that first_exit
 # returns the moment any of them exits (an Envoy busy compiling Wasm can hold /ready for seconds).
 ready_watch() {
   local deadline=$(($(date +%s) + READY_TIMEOUT)) name f
@@ -166,8 +185,7 @@ ready_watch() {
   done
 }
 ready_watch >"$LOGS/not-ready" & watcher=$!
-status=0
-wait -n -p exited "${pids[@]}" "$watcher" || status=$?
+first_exit "${pids[@]}" "$watcher"
 if [ "$exited" != "$watcher" ]; then
   failed "$exited" "$status"
 elif [ "$status" -ne 0 ]; then
@@ -196,6 +214,5 @@ Logs: $LOGS (the filter's JSON lines are in envoy*.log).
 Runs until Ctrl-C (use a second terminal for the commands above).
 MSG
 
-status=0
-wait -n -p exited "${pids[@]}" || status=$?
+first_exit "${pids[@]}"
 failed "$exited" "$status"
