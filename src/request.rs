@@ -167,13 +167,19 @@ impl RequestFilter {
                 plugin.tracer_detected(host, kind);
             }
         }
+        let exporting = plugin.exporting().filter(|_| self.span.is_some());
+        if !log_enabled && exporting.is_none() {
+            // Only here to learn the hop: the status and cluster would be read for nothing (on a
+            // route that never goes upstream, `auto` asks this on every request).
+            return;
+        }
         let status = host
             .property(&["response", "code"])
             .and_then(|b| le_u64(&b));
         let upstream_cluster = host
             .property(&["xds", "cluster_name"])
             .and_then(|b| String::from_utf8(b).ok());
-        if let (Some(span), Some(e)) = (self.span.take(), plugin.exporting()) {
+        if let (Some(span), Some(e)) = (self.span.take(), exporting) {
             let end_ns = host.now_nanos().unwrap_or(span.start_ns);
             let http = HttpFields {
                 method: span.method.as_deref(),
@@ -339,6 +345,36 @@ mod tests {
             told(&host).as_deref(),
             Some(crate::test_fixtures::W3C_TRACE)
         );
+    }
+
+    /// Issue 11: `auto` on a route that never goes upstream (a direct response) costs what `none`
+    /// costs but the one property that asks whether the request went upstream.
+    #[test]
+    fn auto_where_nothing_goes_upstream_costs_one_property_read_more_than_none() {
+        let calls = |config: &str| {
+            let host = FakeHost::new();
+            host.envoy_log_level.set(3); // warning, as a gateway runs: no log line
+            host.set_prop(&["response", "code"], &200u64.to_le_bytes());
+            let p = plugin(&host, config);
+            request(&host, &p, &[], |_| {});
+            host.reset_call_counts();
+            request(&host, &p, &[], |_| {});
+            assert!(told(&host).is_some(), "{config}: the id told");
+            let undecided = matches!(p.hop.state(), HopState::Undecided { .. });
+            assert_eq!(undecided, config == "{}", "{config}: {:?}", p.hop.state());
+            let mut counts: Vec<_> = host.call_counts.borrow().clone().into_iter().collect();
+            counts.sort();
+            counts
+        };
+        let none = calls(r#"{"tracer": "none"}"#);
+        let auto = calls("{}");
+        let mut expected = none.clone();
+        match expected.iter_mut().find(|(k, _)| *k == "property") {
+            Some((_, n)) => *n += 1,
+            None => expected.push(("property", 1)),
+        }
+        expected.sort();
+        assert_eq!(auto, expected, "none: {none:?}");
     }
 
     fn went_upstream(host: &FakeHost) {
