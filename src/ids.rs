@@ -119,27 +119,37 @@ fn hex_u64(v: u64) -> String {
     out
 }
 
-/// The low `digits` (16 or 32) hex digits of `v`, zero-padded, lower case. By hand, a byte at a
-/// time into a stack buffer: `format!` costs several times more on the request path.
+/// The low `digits` (16 or 32) hex digits of `v`, zero-padded, lower case. Every id the filter
+/// writes goes through here (several per request): each half's 16 digits are computed at once in
+/// two u64s, without a table or a loop (a per-digit loop was a fifth of the pure request path).
 fn push_hex(out: &mut String, v: u128, digits: usize) {
-    let mut buf = [0u8; 32];
-    let (hi, lo) = buf.split_at_mut(16);
-    hex_u64_into(hi, (v >> 64) as u64);
-    hex_u64_into(lo, v as u64);
-    let start = 32usize.saturating_sub(digits);
-    if let Some(Ok(hex)) = buf.get(start..).map(std::str::from_utf8) {
+    if digits > 16 {
+        push_hex16(out, (v >> 64) as u64);
+    }
+    push_hex16(out, v as u64);
+}
+
+fn push_hex16(out: &mut String, v: u64) {
+    let mut buf = [0u8; 16];
+    let (hi, lo) = buf.split_at_mut(8);
+    hi.copy_from_slice(&hex8(v >> 32).to_be_bytes());
+    lo.copy_from_slice(&hex8(v & 0xffff_ffff).to_be_bytes());
+    if let Ok(hex) = std::str::from_utf8(&buf) {
         out.push_str(hex);
     }
 }
 
-fn hex_u64_into(out: &mut [u8], v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
-        if let [high, low] = pair {
-            *high = HEX[usize::from(byte >> 4)];
-            *low = HEX[usize::from(byte & 0xf)];
-        }
-    }
+/// The 8 hex digits of the low 32 bits of `x` as ASCII, one per byte, the most significant digit
+/// in the top byte.
+fn hex8(x: u64) -> u64 {
+    // Spread the nibbles apart: 0x1234_5678 -> 0x0102_0304_0506_0708.
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 0x01 in each byte whose nibble is 10 or more (n + 6 carries into bit 4, never further).
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    // '0' + n, plus 'a' - '0' - 10 = 39 for the letters; at most 102 per byte: no carries.
+    x + 0x3030_3030_3030_3030 + letters * 39
 }
 
 /// Lower-case hex digits only (the specs' HEXDIGLC); at most 32 of them.
@@ -258,6 +268,32 @@ impl IdSource for &Ids {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_what_format_writes_for_every_digit_in_every_place() {
+        let mut values = vec![0u128, 1, u128::MAX, u128::from(u64::MAX), 1 << 64];
+        // Each digit value in each position, and a spread of others.
+        for place in 0..32 {
+            for digit in 0..16u128 {
+                values.push(digit << (4 * place));
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834u128;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(1);
+            values.push(x);
+        }
+        for v in values {
+            let mut s = String::new();
+            push_hex(&mut s, v, 32);
+            assert_eq!(s, format!("{v:032x}"));
+            let mut s = String::new();
+            push_hex(&mut s, v, 16);
+            assert_eq!(s, format!("{:016x}", v as u64));
+        }
+    }
 
     #[test]
     fn parses_both_widths_and_refuses_the_rest() {
