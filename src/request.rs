@@ -353,7 +353,7 @@ mod tests {
     fn auto_where_nothing_goes_upstream_costs_one_property_read_more_than_none() {
         let calls = |config: &str| {
             let host = FakeHost::new();
-            host.envoy_log_level.set(3); // warning, as a gateway runs: no log line
+            host.envoy_log_level.set(3); // warning, as Istio runs its proxies: no log line
             host.set_prop(&["response", "code"], &200u64.to_le_bytes());
             let p = plugin(&host, config);
             request(&host, &p, &[], |_| {});
