@@ -77,6 +77,20 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
 }
 
 /// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
@@ -216,6 +230,20 @@ fn set_tick_period_ms(ms: u32) -> bool {
 /// dispatcher must register the token to route the response back (it panics on a token it does
 /// not know). Its wrapper panics on a status other than Ok/BadArgument/InternalFailure, the only
 /// ones Envoy's `httpCall` returns.
+fn shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
+    let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    (status == OK).then(|| (owned(data, size), cas))
+}
+
+fn set_shared_data(key: &str, value: &[u8]) -> bool {
+    // cas 0: write whatever version is there (the latest evidence wins).
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), 0) };
+    status == OK
+}
+
 fn http_call(
     cluster: &str,
     headers: Vec<(&str, &str)>,
@@ -296,6 +324,14 @@ impl Host for Abi {
 
     fn set_tick_period_ms(&self, ms: u32) -> bool {
         set_tick_period_ms(ms)
+    }
+
+    fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        shared_data(key)
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> bool {
+        set_shared_data(key, value)
     }
 
     fn http_call(

@@ -4,11 +4,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::{HeaderPairs, Host, Map};
 
 /// A header map: (name, value) in order.
 pub type Pairs = Vec<(String, Vec<u8>)>;
+/// Process-wide shared data: key -> (value, version).
+pub type Shared = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
 /// An export call: (cluster, headers, body).
 pub type Call = (String, Vec<(String, String)>, Vec<u8>);
 
@@ -31,6 +34,9 @@ pub struct FakeHost {
     pub calls_fail: Cell<bool>,
     /// Host calls made, by kind, to check what the request path costs.
     pub call_counts: RefCell<HashMap<&'static str, u32>>,
+    /// Process-wide shared data: (value, version). Clone the `Rc` into another fake to stand
+    /// for another worker of the same Envoy.
+    pub shared: Shared,
 }
 
 impl FakeHost {
@@ -38,6 +44,15 @@ impl FakeHost {
         let h = FakeHost::default();
         h.envoy_log_level.set(2);
         h.now.set(1_700_000_000_000_000_000);
+        h
+    }
+
+    /// Another worker of the same Envoy: its own maps and counters, the same shared data and
+    /// plugin configuration.
+    pub fn another_worker(&self) -> FakeHost {
+        let mut h = FakeHost::new();
+        h.shared.clone_from(&self.shared);
+        h.configuration.replace(self.configuration.borrow().clone());
         h
     }
 
@@ -200,6 +215,19 @@ impl Host for FakeHost {
 
     fn set_tick_period_ms(&self, ms: u32) -> bool {
         self.tick_ms.set(ms);
+        true
+    }
+
+    fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.count("shared_data");
+        self.shared.borrow().get(key).cloned()
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> bool {
+        self.count("set_shared_data");
+        let mut shared = self.shared.borrow_mut();
+        let version = shared.get(key).map_or(1, |(_, v)| v + 1);
+        shared.insert(key.to_string(), (value.to_vec(), version));
         true
     }
 

@@ -49,6 +49,10 @@ pub trait Host {
     fn define_counter(&self, name: &str) -> Option<u32>;
     fn add_counter(&self, id: u32, n: u64);
     fn set_tick_period_ms(&self, ms: u32) -> bool;
+    /// Process-wide shared data (every worker's VM sees it): the value and its version, which
+    /// changes with every write.
+    fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> bool;
     /// Dispatches an HTTP call from the root context; the token routes the answer back.
     fn http_call(
         &self,
@@ -117,6 +121,11 @@ impl HeaderPairs {
             let name = std::str::from_utf8(self.buf.get(n..n + nl)?).ok()?;
             Some((name, self.buf.get(v..v + vl)?))
         })
+    }
+
+    /// The first value of `name`, raw.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The first value of `name`, as UTF-8.
