@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 
 use crate::context::{Sampling, TraceContext};
 use crate::ids::{SpanId, TraceId};
-use crate::log_record::{loggable_path, push_json_str};
+use crate::log_record::loggable_path;
+use crate::text::{client_text, push_json_str, truncate_utf8};
 use crate::workload::{NodeInfo, Workload, UNKNOWN};
 
 /// Longest request path kept, in bytes (query string already removed): Envoy's default
@@ -19,25 +20,37 @@ pub const MAX_METHOD_BYTES: usize = 20;
 /// Longest upstream cluster name kept (operator-chosen, bounded all the same).
 pub const MAX_CLUSTER_BYTES: usize = 256;
 
-/// `s` cut to at most `max` bytes, at a UTF-8 character boundary.
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or("")
+/// The request line the filter's span keeps, each client-controlled string bounded here, once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: Option<String>,
+    /// Without query string or fragment.
+    pub path: Option<String>,
+    pub authority: Option<String>,
 }
 
-/// What the adapter knows about the request when it finishes; `FinishedSpan::new` bounds it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+impl RequestLine {
+    /// From the request's `:method`, `:path` and `:authority`, as the client sent them.
+    pub fn new(method: Option<&[u8]>, path: Option<&[u8]>, authority: Option<&[u8]>) -> Self {
+        RequestLine {
+            method: method.map(|m| client_text(m, MAX_METHOD_BYTES)),
+            path: path.map(|p| client_text(loggable_path(p, false), MAX_PATH_BYTES)),
+            authority: authority.map(|a| client_text(a, MAX_AUTHORITY_BYTES)),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        [&self.method, &self.path, &self.authority]
+            .into_iter()
+            .map(|s| s.as_ref().map_or(0, String::capacity))
+            .sum()
+    }
+}
+
+/// What the adapter knows about the request when it finishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpFields<'a> {
-    /// `:method`, `:path` (the query is dropped here), `:authority`, as the client sent them.
-    pub method: Option<&'a str>,
-    pub path: Option<&'a str>,
-    pub authority: Option<&'a str>,
+    pub line: RequestLine,
     /// Envoy's `response.code`.
     pub status: Option<u64>,
     /// Envoy's `xds.cluster_name`.
@@ -54,10 +67,7 @@ pub struct FinishedSpan {
     pub end_ns: u64,
     pub debug: bool,
     /// Client-controlled strings, each cut to its `MAX_*_BYTES`.
-    pub method: Option<String>,
-    /// Without query string or fragment.
-    pub path: Option<String>,
-    pub authority: Option<String>,
+    pub line: RequestLine,
     pub status: Option<u16>,
     pub upstream_cluster: Option<String>,
     /// The trace an untrusted caller sent, which this span's trace replaced (`trust_incoming`).
@@ -68,7 +78,6 @@ impl FinishedSpan {
     /// The filter's SERVER span for a request: `context` is the one the request left with (its
     /// span id is this span's, its parent the caller's). Every string is bounded here.
     pub fn new(context: &TraceContext, start_ns: u64, end_ns: u64, http: HttpFields) -> Self {
-        let own = |s: Option<&str>, max: usize| s.map(|s| truncate_utf8(s, max).to_string());
         FinishedSpan {
             trace_id: context.trace_id,
             id: context.span_id,
@@ -76,11 +85,11 @@ impl FinishedSpan {
             start_ns,
             end_ns: end_ns.max(start_ns),
             debug: context.sampling == Sampling::Debug,
-            method: own(http.method, MAX_METHOD_BYTES),
-            path: own(http.path.map(|p| loggable_path(p, false)), MAX_PATH_BYTES),
-            authority: own(http.authority, MAX_AUTHORITY_BYTES),
+            line: http.line,
             status: http.status.and_then(|s| u16::try_from(s).ok()),
-            upstream_cluster: own(http.upstream_cluster, MAX_CLUSTER_BYTES),
+            upstream_cluster: http
+                .upstream_cluster
+                .map(|c| truncate_utf8(c, MAX_CLUSTER_BYTES).to_string()),
             caller_trace_id: None,
         }
     }
@@ -89,12 +98,9 @@ impl FinishedSpan {
     /// what `SpanBuffer` counts against `buffer_bytes`. The deque's spare capacity (at most as
     /// many slots again) is not counted.
     pub fn memory_bytes(&self) -> usize {
-        let heap = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
         std::mem::size_of::<(FinishedSpan, usize)>()
-            + heap(&self.method)
-            + heap(&self.path)
-            + heap(&self.authority)
-            + heap(&self.upstream_cluster)
+            + self.line.heap_bytes()
+            + self.upstream_cluster.as_ref().map_or(0, String::capacity)
     }
 
     fn is_error(&self) -> bool {
@@ -110,6 +116,8 @@ pub struct SpanBuffer {
     limit: usize,
     max_bytes: usize,
     bytes: usize,
+    /// Bytes of `max_bytes` held elsewhere (export bodies waiting for the collector).
+    reserved: usize,
 }
 
 impl SpanBuffer {
@@ -120,18 +128,29 @@ impl SpanBuffer {
             limit: limit.max(1),
             max_bytes,
             bytes: 0,
+            reserved: 0,
         }
+    }
+
+    /// Leaves `bytes` of the bound to others; spans already held beyond what is left are
+    /// dropped at the next push.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.reserved = bytes.min(self.max_bytes);
+    }
+
+    fn room(&self) -> usize {
+        self.max_bytes - self.reserved
     }
 
     /// Adds a span; returns how many spans were dropped to keep both bounds: old ones, or this
     /// one if it alone exceeds `max_bytes`.
     pub fn push(&mut self, span: FinishedSpan) -> u64 {
         let size = span.memory_bytes();
-        if size > self.max_bytes {
+        if size > self.room() {
             return 1;
         }
         let mut dropped = 0;
-        while self.spans.len() >= self.limit || self.bytes + size > self.max_bytes {
+        while self.spans.len() >= self.limit || self.bytes + size > self.room() {
             let Some((_, old)) = self.spans.pop_front() else {
                 break;
             };
@@ -194,7 +213,7 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
             out.push('"');
         }
         out.push_str(",\"kind\":\"SERVER\",\"name\":");
-        push_json_str(&mut out, s.authority.as_deref().unwrap_or("-"));
+        push_json_str(&mut out, s.line.authority.as_deref().unwrap_or("-"));
         out.push_str(",\"timestamp\":");
         out.push_str(&(s.start_ns / 1000).to_string());
         out.push_str(",\"duration\":");
@@ -212,8 +231,8 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
         let status = s.status.map(|c| c.to_string());
         let caller = s.caller_trace_id.map(TraceId::to_hex32);
         let own = [
-            ("http.method", s.method.as_deref()),
-            ("http.path", s.path.as_deref()),
+            ("http.method", s.line.method.as_deref()),
+            ("http.path", s.line.path.as_deref()),
             ("http.status_code", status.as_deref()),
             ("error", status.as_deref().filter(|_| s.is_error())),
             ("upstream_cluster", s.upstream_cluster.as_deref()),
@@ -322,7 +341,7 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
         p.push_hex(out);
         out.push('"');
     }
-    let method = s.method.as_deref();
+    let method = s.line.method.as_deref();
     let known = method.filter(|m| KNOWN_METHODS.contains(m));
     out.push_str(",\"name\":");
     push_json_str(out, known.unwrap_or("HTTP"));
@@ -346,11 +365,12 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
             push_attr_str(out, "http.request.method_original", m);
         }
     }
-    if let Some(p) = &s.path {
+    if let Some(p) = &s.line.path {
         sep(out);
         push_attr_str(out, "url.path", p);
     }
     if let Some((host, port)) = s
+        .line
         .authority
         .as_deref()
         .and_then(crate::authority::split_host_port)
@@ -418,6 +438,14 @@ mod tests {
         }
     }
 
+    fn line(method: Option<&str>, path: Option<&str>, authority: Option<&str>) -> RequestLine {
+        RequestLine::new(
+            method.map(str::as_bytes),
+            path.map(str::as_bytes),
+            authority.map(str::as_bytes),
+        )
+    }
+
     fn span_with(n: u64, http: HttpFields) -> FinishedSpan {
         FinishedSpan::new(
             &ctx(n),
@@ -431,9 +459,11 @@ mod tests {
         span_with(
             n,
             HttpFields {
-                method: Some("GET"),
-                path: Some("/a\"b?token=secret"),
-                authority: Some("localhost:10000"),
+                line: line(
+                    Some("GET"),
+                    Some("/a\"b?token=secret"),
+                    Some("localhost:10000"),
+                ),
                 status: Some(if n == 2 { 503 } else { 200 }),
                 upstream_cluster: Some("echo"),
             },
@@ -480,19 +510,20 @@ mod tests {
         let s = span_with(
             1,
             HttpFields {
-                method: Some(&"M".repeat(100)),
-                path: Some(&long_path),
-                authority: Some(&long_host),
+                line: line(Some(&"M".repeat(100)), Some(&long_path), Some(&long_host)),
                 status: Some(200),
                 upstream_cluster: Some(&"c".repeat(1000)),
             },
         );
-        assert_eq!(s.path.as_deref().map(str::len), Some(MAX_PATH_BYTES));
+        assert_eq!(s.line.path.as_deref().map(str::len), Some(MAX_PATH_BYTES));
         assert_eq!(
-            s.authority.as_deref().map(str::len),
+            s.line.authority.as_deref().map(str::len),
             Some(MAX_AUTHORITY_BYTES)
         );
-        assert_eq!(s.method.as_deref().map(str::len), Some(MAX_METHOD_BYTES));
+        assert_eq!(
+            s.line.method.as_deref().map(str::len),
+            Some(MAX_METHOD_BYTES)
+        );
         assert_eq!(
             s.upstream_cluster.as_deref().map(str::len),
             Some(MAX_CLUSTER_BYTES)
@@ -502,11 +533,11 @@ mod tests {
         let s = span_with(
             1,
             HttpFields {
-                path: Some(&accents),
+                line: line(None, Some(&accents), None),
                 ..Default::default()
             },
         );
-        let p = s.path.unwrap();
+        let p = s.line.path.unwrap();
         assert_eq!(p.len(), MAX_PATH_BYTES - 1, "/ + 127 × é = 255 bytes");
         assert!(p.ends_with('é'));
         assert_eq!(truncate_utf8("aé", 2), "a");
@@ -516,6 +547,7 @@ mod tests {
             span_with(
                 1,
                 HttpFields {
+                    line: line(None, None, None),
                     status: Some(70_000),
                     ..Default::default()
                 }
@@ -550,9 +582,11 @@ mod tests {
             span_with(
                 n,
                 HttpFields {
-                    method: Some("GET"),
-                    path: Some(&path),
-                    authority: Some("checkout.shop.svc.cluster.local"),
+                    line: line(
+                        Some("GET"),
+                        Some(&path),
+                        Some("checkout.shop.svc.cluster.local"),
+                    ),
                     status: Some(200),
                     upstream_cluster: Some("inbound|8080||"),
                 },
@@ -650,8 +684,8 @@ mod tests {
     fn otlp_json_shape() {
         let r = OtlpResource::new("checkout", &workload(), &NodeInfo::default());
         let mut other = span(2);
-        other.method = Some("PURGE".into());
-        other.authority = Some("[::1]:8443".into());
+        other.line.method = Some("PURGE".into());
+        other.line.authority = Some("[::1]:8443".into());
         let json = otlp_json(&[span(1), other], &r);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let rs = &v["resourceSpans"][0];
