@@ -15,14 +15,17 @@ pub struct Config {
     pub precedence: Vec<Format>,
     /// Formats written on every request; `[]`: no trace context leaves this filter (an egress).
     pub outputs: Vec<Format>,
-    /// Share of new traces (no incoming decision) marked sampled, 0–100.
-    pub sampling_percent: f64,
+    /// Share of new traces (no incoming decision) marked sampled, 0–100, with
+    /// `new_trace_sampling` `decide` (which giving it implies).
+    pub sampling_percent: Option<f64>,
     /// Whose incoming context is continued: `all`, `internal` (Envoy marked the request
     /// internal, or it came over mTLS from the mesh), `none` (every request starts a trace).
     pub trust_incoming: TrustIncoming,
-    /// `decide`: new traces are sampled here by `sampling_percent`; `defer`: they carry no
-    /// decision, and the next tracer makes it (B3's deferred state).
-    pub new_trace_sampling: NewTraceSampling,
+    /// `envoy`: new traces follow Envoy's decision (its mark in `x-request-id`: the HCM's
+    /// `tracing` sampling, Istio's rate); `decide`: sampled here by `sampling_percent`; `defer`:
+    /// they carry no decision, and the next tracer makes it (B3's deferred state). Default:
+    /// `envoy` on an Istio proxy unless `sampling_percent` is given, else `decide`.
+    pub new_trace_sampling: Option<NewTraceSampling>,
     /// Response header carrying the trace id back to the caller; `null` turns it off.
     pub response_header: Option<String>,
     /// Whether Envoy's own tracer runs on this hop (see README "How it works with Envoy's tracer").
@@ -212,6 +215,7 @@ pub enum TrustIncoming {
 pub enum NewTraceSampling {
     Decide,
     Defer,
+    Envoy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -276,9 +280,9 @@ impl Default for Config {
         Config {
             precedence: vec![Format::B3Single, Format::B3Multi, Format::W3c],
             outputs: vec![Format::B3Multi, Format::W3c],
-            sampling_percent: 100.0,
+            sampling_percent: None,
             trust_incoming: TrustIncoming::All,
-            new_trace_sampling: NewTraceSampling::Decide,
+            new_trace_sampling: None,
             response_header: Some("x-trace-id".to_string()),
             tracer: TracerMode::Auto,
             envoy_trace_context_option: TraceContextOption::USE_B3,
@@ -345,17 +349,23 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         distinct(&self.precedence, "precedence", false)?;
         distinct(&self.outputs, "outputs", true)?;
-        if self.new_trace_sampling == NewTraceSampling::Defer
-            && !self.outputs.is_empty()
-            && !self.outputs.iter().any(|f| *f != Format::W3c)
-        {
+        let defer = self.new_trace_sampling == Some(NewTraceSampling::Defer);
+        if defer && !self.outputs.is_empty() && !self.outputs.iter().any(|f| *f != Format::W3c) {
             return Err(err(
                 "new_trace_sampling",
                 "\"defer\" needs a B3 output: W3C has no deferred decision (a traceparent says sampled or not)",
             ));
         }
-        if !(0.0..=100.0).contains(&self.sampling_percent) {
-            return Err(err("sampling_percent", "must be between 0 and 100"));
+        if let Some(p) = self.sampling_percent {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(err("sampling_percent", "must be between 0 and 100"));
+            }
+            if self.new_trace_sampling == Some(NewTraceSampling::Envoy) {
+                return Err(err(
+                    "sampling_percent",
+                    "is not used with \"new_trace_sampling\": \"envoy\" (Envoy's decision samples new traces): leave one out",
+                ));
+            }
         }
         if let Some(name) = &self.response_header {
             if !is_header_name(name) {
@@ -366,9 +376,21 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(why) = reserved_response_header(name) {
+                return Err(err(
+                    "response_header",
+                    format!("{name:?} {why}: choose another name, e.g. \"x-trace-id\""),
+                ));
+            }
         }
         if let Some(e) = &self.export {
             e.validate()?;
+            if defer {
+                return Err(err(
+                    "new_trace_sampling",
+                    "\"defer\" cannot be used with \"export\": no span of a trace whose sampling is left to the next hop can be reported here; use \"envoy\" or \"decide\"",
+                ));
+            }
             if !matches!(self.tracer, TracerMode::Auto | TracerMode::None) {
                 return Err(err(
                     "export",
@@ -395,10 +417,28 @@ impl Config {
         }
         Ok(())
     }
+}
 
-    /// How many new traces in a million are sampled (integer arithmetic on the request path).
-    pub fn sampling_per_million(&self) -> u32 {
-        (self.sampling_percent * 10_000.0).round() as u32
+/// Why a response header name cannot carry the trace id, or `None` where it can: a name that
+/// frames or routes the message, is hop-by-hop, sets state in the client, or is a trace header
+/// this filter reads on the next hop.
+fn reserved_response_header(name: &str) -> Option<&'static str> {
+    match name {
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer"
+        | "transfer-encoding" | "upgrade" => Some("is a hop-by-hop header"),
+        "content-length" | "content-type" | "content-encoding" | "content-range" => {
+            Some("describes the response body")
+        }
+        "host" | "date" | "server" | "location" | "via" => {
+            Some("has a meaning in HTTP that a trace id would break")
+        }
+        "set-cookie" | "www-authenticate" | "proxy-authenticate" => {
+            Some("makes the client keep or send state")
+        }
+        _ if crate::headers::TRACE_CONTEXT_NAMES.contains(&name) => {
+            Some("is a trace context header")
+        }
+        _ => None,
     }
 }
 
@@ -508,6 +548,35 @@ mod tests {
         Config::parse(json.as_bytes()).unwrap_err()
     }
 
+    /// A response header that frames, routes or sets state, or that carries a trace context,
+    /// cannot carry the trace id; a percentage beside Envoy's decision, and deferred sampling
+    /// with export (no span of an undecided trace can be reported), are refused by field.
+    #[test]
+    fn combinations_that_cannot_work_are_refused_by_field() {
+        for name in [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "set-cookie",
+            "te",
+            "traceparent",
+            "x-b3-traceid",
+            "x-request-id",
+        ] {
+            let e = refused(&format!(r#"{{"response_header": "{name}"}}"#));
+            assert_eq!(e.field, "response_header", "{name}");
+        }
+        assert!(Config::parse(br#"{"response_header": "x-trace"}"#).is_ok());
+        let e = refused(r#"{"new_trace_sampling": "envoy", "sampling_percent": 10}"#);
+        assert_eq!(e.field, "sampling_percent");
+        let e = refused(r#"{"new_trace_sampling": "defer", "export": {"cluster": "z"}}"#);
+        assert_eq!(e.field, "new_trace_sampling");
+        assert!(
+            Config::parse(br#"{"new_trace_sampling": "envoy", "export": {"cluster": "z"}}"#)
+                .is_ok()
+        );
+    }
+
     #[test]
     fn empty_and_braces_are_the_defaults() {
         assert_eq!(Config::parse(b"").unwrap(), Config::default());
@@ -516,7 +585,8 @@ mod tests {
         let d = Config::default();
         assert_eq!(d.outputs, vec![Format::B3Multi, Format::W3c]);
         assert_eq!(d.response_header.as_deref(), Some("x-trace-id"));
-        assert_eq!(d.sampling_per_million(), 1_000_000);
+        assert_eq!(d.sampling_percent, None);
+        assert_eq!(d.new_trace_sampling, None);
     }
 
     #[test]
@@ -531,7 +601,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.precedence, vec![Format::W3c, Format::B3Multi]);
         assert_eq!(c.outputs, vec![Format::B3Single]);
-        assert_eq!(c.sampling_per_million(), 125_000);
+        assert_eq!(c.sampling_percent, Some(12.5));
         assert_eq!(c.response_header, None);
         assert_eq!(c.tracer, TracerMode::Envoy);
         assert_eq!(

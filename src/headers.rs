@@ -12,8 +12,27 @@ pub const B3: &str = "b3";
 /// W3C Trace Context.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
+/// Every header a trace context travels in (B3 multi and single, W3C), and Envoy's own.
+pub const TRACE_CONTEXT_NAMES: [&str; 11] = [
+    B3_TRACE_ID,
+    B3_SPAN_ID,
+    B3_PARENT_SPAN_ID,
+    B3_SAMPLED,
+    B3_FLAGS,
+    B3,
+    TRACEPARENT,
+    TRACESTATE,
+    REQUEST_ID,
+    CLIENT_TRACE_ID,
+    FORCE_TRACE,
+];
 /// Envoy's request id; its 15th character carries Envoy's trace reason.
 pub const REQUEST_ID: &str = "x-request-id";
+/// A caller's own request to be traced: Envoy's connection manager marks the request id "client"
+/// (`client_sampling`, 100 % in Istio) on every hop that reads it.
+pub const CLIENT_TRACE_ID: &str = "x-client-trace-id";
+/// Envoy's "force trace": the connection manager marks the request id "forced".
+pub const FORCE_TRACE: &str = "x-envoy-force-trace";
 /// Set (and, from external callers, removed) by Envoy's connection manager where it uses the
 /// remote address (`use_remote_address`); passed through as the client sent it elsewhere.
 pub const ENVOY_INTERNAL: &str = "x-envoy-internal";
@@ -65,6 +84,55 @@ pub struct TraceHeaders<'a> {
     pub request_id: Option<&'a [u8]>,
     /// `x-envoy-internal: true` came with the request.
     pub envoy_internal: bool,
+    pub client_trace_id: bool,
+    pub force_trace: bool,
+}
+
+/// Envoy's tracing decision for a request, as its connection manager packs it into a UUID
+/// `x-request-id` (the 15th character, where the UUID version digit `4` means "not traced"):
+/// written with an HCM `tracing` block whether or not a tracer provider is configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceReason {
+    NotTraced,
+    /// `9`: random sampling (`random_sampling`).
+    Sampled,
+    /// `a`: `x-envoy-force-trace`.
+    Forced,
+    /// `b`: `x-client-trace-id` (`client_sampling`).
+    Client,
+}
+
+/// The character Envoy writes for "not traced" (the UUID version digit).
+const NOT_TRACED: u8 = b'4';
+
+impl TraceReason {
+    /// Reads a request id; `None` where it is not a UUID Envoy could have marked.
+    pub fn of(request_id: &[u8]) -> Option<TraceReason> {
+        if request_id.len() != 36 || request_id.get(8) != Some(&b'-') {
+            return None;
+        }
+        match request_id.get(14)? {
+            b'9' => Some(TraceReason::Sampled),
+            b'a' => Some(TraceReason::Forced),
+            b'b' => Some(TraceReason::Client),
+            _ => Some(TraceReason::NotTraced),
+        }
+    }
+
+    pub fn traced(self) -> bool {
+        self != TraceReason::NotTraced
+    }
+
+    /// The request id with its mark cleared, so that the next connection manager decides
+    /// afresh; `None` where there is no mark to clear.
+    pub fn cleared(request_id: &[u8]) -> Option<String> {
+        if !TraceReason::of(request_id)?.traced() {
+            return None;
+        }
+        let mut id = request_id.to_vec();
+        *id.get_mut(14)? = NOT_TRACED;
+        String::from_utf8(id).ok()
+    }
 }
 
 impl<'a> TraceHeaders<'a> {
@@ -99,6 +167,8 @@ impl<'a> TraceHeaders<'a> {
                 17 if is(B3_PARENT_SPAN_ID) => {
                     first(&mut h.b3.parent_span_id, value, &mut h.b3_repeated)
                 }
+                17 if is(CLIENT_TRACE_ID) => h.client_trace_id = true,
+                19 if is(FORCE_TRACE) => h.force_trace = true,
                 _ => {}
             }
         }
@@ -111,17 +181,16 @@ impl<'a> TraceHeaders<'a> {
             B3 => self.b3_single.is_some(),
             TRACEPARENT => self.traceparent.is_some(),
             TRACESTATE => !self.tracestate.is_empty(),
+            REQUEST_ID => self.request_id.is_some(),
+            CLIENT_TRACE_ID => self.client_trace_id,
+            FORCE_TRACE => self.force_trace,
             _ => self.b3.has(name),
         }
     }
 
-    /// Envoy marks `x-request-id` (its 15th character) when a tracer sampled the request: on this
-    /// hop or an earlier one, so it hints that a tracer may run here; it proves nothing.
-    pub fn tracer_hint(&self) -> bool {
-        matches!(
-            self.request_id.and_then(|r| r.get(14)),
-            Some(b'9' | b'a' | b'b')
-        )
+    /// Envoy's tracing decision, where the request id carries one.
+    pub fn trace_reason(&self) -> Option<TraceReason> {
+        self.request_id.and_then(TraceReason::of)
     }
 }
 
@@ -165,12 +234,29 @@ mod tests {
     }
 
     #[test]
-    fn request_id_hint() {
-        let h = TraceHeaders::collect([(REQUEST_ID, &b"83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d"[..])]);
-        assert!(h.tracer_hint());
-        let h = TraceHeaders::collect([(REQUEST_ID, &b"83733a38-4bd4-4cc2-8e5b-1d5f6b7a8c9d"[..])]);
-        assert!(!h.tracer_hint());
-        assert!(!TraceHeaders::collect([(REQUEST_ID, &b"short"[..])]).tracer_hint());
+    fn envoys_trace_reason_in_the_request_id() {
+        let id = |c: char| format!("83733a38-4bd4-{c}cc2-8e5b-1d5f6b7a8c9d");
+        for (c, want) in [
+            ('9', TraceReason::Sampled),
+            ('a', TraceReason::Forced),
+            ('b', TraceReason::Client),
+            ('4', TraceReason::NotTraced),
+        ] {
+            let rid = id(c);
+            let h = TraceHeaders::collect([(REQUEST_ID, rid.as_bytes())]);
+            assert_eq!(h.trace_reason(), Some(want), "{c}");
+            let cleared = TraceReason::cleared(rid.as_bytes());
+            if want.traced() {
+                assert_eq!(cleared, Some(id('4')));
+            } else {
+                assert_eq!(cleared, None);
+            }
+        }
+        for junk in [&b"short"[..], b"83733a38x4bd4-9cc2-8e5b-1d5f6b7a8c9d", b""] {
+            assert_eq!(TraceReason::of(junk), None);
+            assert_eq!(TraceReason::cleared(junk), None);
+        }
+        assert_eq!(TraceHeaders::collect([]).trace_reason(), None);
     }
 
     /// Every name of the table is read, in any case; a name of the same length is not.
@@ -187,15 +273,15 @@ mod tests {
             TRACESTATE,
             REQUEST_ID,
             ENVOY_INTERNAL,
+            CLIENT_TRACE_ID,
+            FORCE_TRACE,
         ];
         let v = &b"true"[..];
         for name in names {
             let upper = name.to_ascii_uppercase();
             for n in [name, upper.as_str()] {
                 let h = TraceHeaders::collect([(n, v)]);
-                let read = if name == REQUEST_ID {
-                    h.request_id.is_some()
-                } else if name == ENVOY_INTERNAL {
+                let read = if name == ENVOY_INTERNAL {
                     h.envoy_internal
                 } else {
                     h.has(name)

@@ -24,6 +24,7 @@ pub mod propagator;
 pub mod request;
 pub mod settings;
 pub mod span;
+pub mod text;
 pub mod tracer;
 pub mod w3c;
 pub mod workload;

@@ -5,12 +5,11 @@
 use std::cell::Cell;
 
 use crate::export::Exporter;
-use crate::hop::Hop;
+use crate::hop::{Change, Evidence, Hop, HopKnowledge};
 use crate::host::{level_filter, Host};
 use crate::ids::Ids;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
-use crate::tracer::TracerKind;
 use crate::workload::{NodeInfo, Workload};
 
 /// The root context's tick, in milliseconds (shorter when export flushes more often).
@@ -26,17 +25,23 @@ pub const SPAN_TAG_KEYS: [&str; 5] = [
     "trace_inject.cluster",
 ];
 
+/// Shared-data key of what this plugin learnt about the hop (with the plugin's name: another
+/// plugin of this module in the same Envoy may sit on another hop).
+const HOP_KEY: &str = "trace_inject.hop";
+
 pub struct Plugin {
     pub settings: Settings,
     pub metrics: Metrics,
     pub ids: Ids,
     pub workload: Workload,
-    pub hop: Hop,
+    pub hop: HopKnowledge,
     pub exporter: Option<Exporter>,
     /// Envoy's log level for Wasm, re-read on every tick rather than asked per request: the level
     /// can change at runtime (`istioctl proxy-config log`, admin `/logging`) and lines must then
     /// appear without a restart.
     envoy_log_level: Cell<u32>,
+    /// The configured `tracer` was contradicted by a request, and said so.
+    mismatch_reported: Cell<bool>,
 }
 
 impl Plugin {
@@ -45,7 +50,8 @@ impl Plugin {
     pub fn configure(host: &impl Host, ids: Option<Ids>) -> Option<Plugin> {
         let metrics = Metrics::define(host);
         let raw = host.plugin_configuration().unwrap_or_default();
-        let settings = match Settings::parse(&raw) {
+        let node = NodeInfo::read(|p| node_property(host, p));
+        let settings = match Settings::parse(&raw, node.is_istio()) {
             Ok(s) => s,
             Err(e) => {
                 host.log(log::Level::Error, &e.to_string());
@@ -55,18 +61,26 @@ impl Plugin {
                 return None;
             }
         };
-        let node = NodeInfo::read(|p| node_property(host, p));
         let workload = Workload::resolve(&node, &settings.workload);
+        let plugin_name = host
+            .property(&["plugin_name"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let hop = HopKnowledge::new(settings.starting_hop(), format!("{HOP_KEY}.{plugin_name}"));
+        // What a worker learnt before a configuration update still holds.
+        hop.adopt_shared(host);
         host.log(
             log::Level::Info,
             &format!(
-                "configured: service={} namespace={} version={} workload={} cluster={} tracer={}",
+                "configured: service={} namespace={} version={} workload={} cluster={} tracer={} hop={} new_trace_sampling={}",
                 workload.service,
                 workload.namespace,
                 workload.version,
                 workload.workload,
                 workload.cluster,
-                settings.tracer.name()
+                settings.tracer_name(),
+                hop.get().describe(),
+                settings.new_traces.describe(),
             ),
         );
         let exporter = settings
@@ -88,22 +102,26 @@ impl Plugin {
             ids
         });
         Some(Plugin {
-            hop: Hop::new(settings.tracer),
+            hop,
             settings,
             metrics,
             ids,
             workload,
             exporter,
             envoy_log_level: Cell::new(host.log_level().unwrap_or(2)),
+            mismatch_reported: Cell::new(false),
         })
     }
 
     pub fn tick(&self, host: &impl Host) {
+        if let Some(change) = self.hop.adopt_shared(host) {
+            self.hop_changed(host, change, false);
+        }
         self.metrics.flush(host);
         if let Some(level) = host.log_level() {
             self.envoy_log_level.set(level);
         }
-        if let Some(e) = &self.exporter {
+        if let Some(e) = self.exporting() {
             e.flush(host, &self.workload, &self.metrics);
         }
     }
@@ -114,20 +132,25 @@ impl Plugin {
         }
     }
 
-    /// The VM goes away (Envoy reloads or removes the plugin): spans not yet sent are lost; say
-    /// how many, since no counter will be flushed after this.
+    /// The VM goes away (Envoy reloads or removes the plugin): spans not yet sent, and those
+    /// still waiting for the collector's answer, are lost; say how many, since no counter will
+    /// be flushed after this.
     pub fn on_done(&self, host: &impl Host) {
-        let lost = self.exporter.as_ref().map_or(0, Exporter::pending);
+        let (waiting, in_flight) = self
+            .exporter
+            .as_ref()
+            .map_or((0, 0), |e| (e.pending(), e.in_flight_spans()));
+        let lost = waiting as u64 + in_flight;
         if lost > 0 {
-            self.metrics.spans_dropped.add(lost as u64);
-            self.metrics.flush(host);
+            self.metrics.spans_dropped.add(lost);
             host.log(
                 log::Level::Warn,
-                &format!("span export: the plugin stops with {lost} spans not sent; they are lost"),
+                &format!(
+                    "span export: the plugin stops with {waiting} spans not sent and {in_flight} not answered; they are lost"
+                ),
             );
-        } else {
-            self.metrics.flush(host);
         }
+        self.metrics.flush(host);
     }
 
     /// Whether Envoy logs `level` for Wasm, as of the last tick.
@@ -135,28 +158,69 @@ impl Plugin {
         level <= level_filter(self.envoy_log_level.get())
     }
 
-    /// The exporter, while it is on.
+    /// The exporter, where it may report: not beside Envoy's tracer (spans would be doubled).
     pub fn exporting(&self) -> Option<&Exporter> {
-        self.exporter.as_ref().filter(|e| e.active())
+        self.exporter
+            .as_ref()
+            .filter(|_| !matches!(self.hop.get(), Hop::Tracer(_)))
     }
 
-    /// `auto` saw Envoy's tracer replace this filter's ids: once per VM, say so.
-    pub fn tracer_detected(&self, host: &impl Host, kind: TracerKind) {
-        self.metrics.tracer_detected.bump();
-        if self.exporter.as_ref().is_some_and(Exporter::stop) {
-            self.metrics.export_disabled.bump();
+    /// One completed request's evidence about the hop.
+    pub fn learn_hop(&self, host: &impl Host, e: Evidence) {
+        if let Some(change) = self.hop.learn(host, e) {
+            self.hop_changed(host, change, true);
+        }
+    }
+
+    /// What a change of the hop does; said in the log by the worker that saw it (`seen_here`),
+    /// once: a configured `tracer` the hop contradicts, the hop learnt, or the hop changed.
+    fn hop_changed(&self, host: &impl Host, change: Change, seen_here: bool) {
+        let tracer = matches!(change.to, Hop::Tracer(_));
+        if let (true, Some(e)) = (tracer, &self.exporter) {
+            e.discard();
+        }
+        // Counted and said once per Envoy: by the worker that saw it (the others, and Envoy's
+        // main-thread VM, take it from shared data).
+        if !seen_here {
+            return;
+        }
+        if tracer {
+            self.metrics.tracer_detected.bump();
+            if self.exporter.is_some() {
+                self.metrics.export_disabled.bump();
+            }
+        }
+        let expected = self.settings.expected_hop;
+        let (level, message) = match expected {
+            Some(e) if e != change.to && !self.mismatch_reported.replace(true) => (
+                log::Level::Warn,
+                format!(
+                    "the plugin configuration says {}, but this hop shows {}: the filter follows what the hop shows; set {} (or leave \"tracer\" out: the filter learns it)",
+                    e.setting(),
+                    change.to.describe(),
+                    change.to.setting(),
+                ),
+            ),
+            _ if change.from == Hop::Unknown => (
+                log::Level::Info,
+                format!("this hop: {} (shown by a completed request)", change.to.describe()),
+            ),
+            _ => (
+                log::Level::Warn,
+                format!(
+                    "this hop changed: {} before, {} now (a tracing provider added or removed?); the filter follows what it shows",
+                    change.from.describe(),
+                    change.to.describe(),
+                ),
+            ),
+        };
+        host.log(level, &message);
+        if self.exporter.is_some() && matches!(change.to, Hop::Tracer(_)) {
             host.log(
                 log::Level::Warn,
                 "Envoy's tracer reports this hop's spans: this filter stops exporting its own (they would be doubled); remove \"export\" from the plugin configuration of this hop",
             );
         }
-        host.log(
-            log::Level::Warn,
-            &format!(
-                "Envoy's tracer runs on this hop and replaced the ids this filter wrote: set {} in the plugin configuration; until a worker has seen this, \"auto\" may report a trace id the collector never receives",
-                kind.setting()
-            ),
-        );
     }
 }
 

@@ -1,41 +1,47 @@
-//! One request through the filter: decide in the request phase, tell the caller in the response
-//! phase, log (and learn about the hop, and buffer the filter's own span) when it completes.
-//! Each callback reads what it needs from the host and hands off to the pure modules.
+//! One request through the filter. Each callback is a short list of named steps; each step reads
+//! what it needs from the host (its host calls are named on it) and hands off to the pure modules.
+//!
+//! - request phase: read the trace headers → decide → apply the edits → count → span tags
+//! - response phase: tell the caller the trace id
+//! - `on_log`: learn the hop → finish the filter's own span → write the log line
 
 use std::rc::Rc;
 
-use crate::config::TrustIncoming;
 use crate::context::{Format, TraceContext};
-use crate::decision::{self, Decision, Mode};
+use crate::decision::{self, Circumstances, Decision};
 use crate::headers::TraceHeaders;
-use crate::hop::{self, HopState};
+use crate::hop::{self, Hop};
 use crate::host::{HeaderPairs, Host, Map};
-use crate::log_record::{loggable_path, LogRecord};
+use crate::ids::TraceId;
+use crate::log_record::{loggable_path, LogRecord, MAX_LOG_PATH_BYTES};
 use crate::plugin::{Plugin, SPAN_TAG_KEYS};
 use crate::propagator::{self, Extracted};
-use crate::span::{
-    FinishedSpan, HttpFields, MAX_AUTHORITY_BYTES, MAX_METHOD_BYTES, MAX_PATH_BYTES,
-};
-use crate::tracer::{Outcome, TracerKind};
+use crate::span::{FinishedSpan, HttpFields, RequestLine, MAX_METHOD_BYTES};
+use crate::text::client_text;
+use crate::tracer::TracerKind;
 
 pub struct RequestFilter {
     plugin: Rc<Plugin>,
     /// Kept from the request phase: request headers cannot be read in the response phase.
     decision: Option<Decision>,
-    /// `auto`, hop not known yet: `on_log` checks what the request carried. The value: every
-    /// tracer this hop may run would have made a span (and written its ids) for this request.
-    checks_hop: Option<bool>,
+    /// This request's completion is checked for what it says about the hop.
+    hop_check: Option<HopCheck>,
     /// The filter's own span for this request (export on, sampled), from the request phase.
     span: Option<SpanStart>,
+}
+
+/// What `on_log` needs from the request phase to judge the hop.
+#[derive(Clone, Copy)]
+struct HopCheck {
+    /// Every tracer the hop may run would have made a span (and written its ids).
+    every_tracer_writes: bool,
 }
 
 /// When the filter's span started and the request line, kept from the request phase (no header
 /// map read in `on_log` for it).
 struct SpanStart {
     start_ns: u64,
-    method: Option<String>,
-    path: Option<String>,
-    authority: Option<String>,
+    line: RequestLine,
 }
 
 impl RequestFilter {
@@ -43,51 +49,65 @@ impl RequestFilter {
         RequestFilter {
             plugin,
             decision: None,
-            checks_hop: None,
+            hop_check: None,
             span: None,
         }
     }
 
+    /// One header-map read; one shared-data read while the hop is unknown.
     pub fn on_request_headers(&mut self, host: &impl Host) {
         let Some(pairs) = host.header_pairs(Map::RequestHeaders) else {
             return;
         };
-        let plugin = &*self.plugin;
         let headers = TraceHeaders::collect(pairs.iter());
-        let state = plugin.hop.state();
-        let mode = plugin.hop.mode(plugin.exporting().is_some());
-        let trusted = match plugin.settings.trust {
-            TrustIncoming::All => true,
-            TrustIncoming::None => false,
-            // Internal by Envoy's own judgement (use_remote_address), or a mesh workload over
-            // mTLS. Only read when asked for: a property read per request.
-            TrustIncoming::Internal => {
-                headers.envoy_internal
-                    || host
-                        .property(&["connection", "mtls"])
-                        .is_some_and(|v| v.first() == Some(&1))
-            }
+        let hop = self.plugin.hop.for_request(host);
+        let d = self.decide(host, &headers, hop);
+        apply_edits(host, &headers, &d);
+        self.count(host, &d, hop);
+        self.write_span_tags(host, &headers, hop);
+        if self.plugin.hop.checks_next() {
+            self.hop_check = Some(HopCheck {
+                every_tracer_writes: TracerKind::every_tracer_writes(&headers),
+            });
+        }
+        if d.own_span {
+            self.span = Some(SpanStart {
+                start_ns: host.now_nanos().unwrap_or(0),
+                line: RequestLine::new(
+                    pairs.get(":method"),
+                    pairs.get(":path"),
+                    pairs.get(":authority"),
+                ),
+            });
+        }
+        self.decision = Some(d);
+    }
+
+    /// The decision; a property read only for `trust_incoming: internal` without
+    /// `x-envoy-internal`.
+    fn decide(&self, host: &impl Host, headers: &TraceHeaders, hop: Hop) -> Decision {
+        let plugin = &*self.plugin;
+        let trusted = decision::trusts(plugin.settings.trust, headers.envoy_internal, || {
+            host.property(&["connection", "mtls"])
+                .is_some_and(|v| v.first() == Some(&1))
+        });
+        let at = Circumstances {
+            hop,
+            exporting: plugin.exporting().is_some(),
+            trusted,
         };
-        let d = decision::decide(&headers, &plugin.settings, mode, trusted, &mut &plugin.ids);
-        for edit in &d.edits {
-            let map = Map::RequestHeaders;
-            match (&edit.value, headers.has(edit.name)) {
-                (Some(v), false) => host.add_header(map, edit.name, v.as_bytes()),
-                (value, _) => host.set_header(map, edit.name, value.as_deref().map(str::as_bytes)),
-            };
-        }
-        if let Mode::Plain { own_span: true } | Mode::Undecided { own_span: true, .. } = mode {
-            if d.context.sampling.sampled() {
-                self.span = Some(span_start(host, &pairs));
-            }
-        }
-        if let HopState::Undecided { zipkin } = state {
-            let writes = |k: TracerKind| k.predict(&headers).outcome != Outcome::NoSpan;
-            self.checks_hop = Some(writes(zipkin) && writes(TracerKind::OpenTelemetry));
-        }
+        decision::decide(headers, &plugin.settings, at, &mut &plugin.ids)
+    }
+
+    /// Counters (no host call: summed per worker); a debug line per malformed header, at debug.
+    fn count(&self, host: &impl Host, d: &Decision, hop: Hop) {
+        let plugin = &*self.plugin;
         let m = &plugin.metrics;
         if let Some(c) = m.source(d.source) {
             c.bump();
+        }
+        if hop == Hop::Unknown {
+            m.unknown_hop.bump();
         }
         if !d.malformed.is_empty() {
             m.malformed.bump();
@@ -100,41 +120,54 @@ impl RequestFilter {
                 }
             }
         }
-        if d.conflict {
-            m.conflicts.bump();
+        for (happened, counter) in [
+            (d.conflict, &m.conflicts),
+            (d.normalised, &m.normalised),
+            (d.restarted, &m.restarted),
+        ] {
+            if happened {
+                counter.bump();
+            }
         }
-        if d.normalised {
-            m.normalised.bump();
-        }
-        if d.restarted {
-            m.restarted.bump();
-        }
-        // Span tags, where a tracer reports a span: known, or (undecided) Envoy marked the
-        // request as traced. Elsewhere nobody reads them, and five host calls per request are
-        // the biggest cost of the default configuration.
-        let tags_read = match state {
-            HopState::Tracer(_) => true,
-            HopState::Undecided { .. } => headers.tracer_hint(),
-            HopState::Plain => false,
+    }
+
+    /// Five filter-state writes, where a tracer reports a span that reads them: on a tracer hop,
+    /// or (hop unknown) where Envoy marked the request traced. Elsewhere nobody reads them.
+    fn write_span_tags(&self, host: &impl Host, headers: &TraceHeaders, hop: Hop) {
+        let read = match hop {
+            Hop::Tracer(_) => true,
+            Hop::Unknown => headers.trace_reason().is_some_and(|r| r.traced()),
+            Hop::Plain => false,
         };
-        if tags_read {
-            for (key, (_, value)) in SPAN_TAG_KEYS.iter().zip(plugin.workload.fields()) {
+        if read {
+            let fields = self.plugin.workload.fields();
+            for (key, (_, value)) in SPAN_TAG_KEYS.iter().zip(fields) {
                 host.set_property(&[key], value.as_bytes());
             }
         }
-        self.decision = Some(d);
     }
 
+    /// One header lookup, and one write where the header changes.
     pub fn on_response_headers(&mut self, host: &impl Host) {
-        let (Some(name), Some(trace_id)) = (
-            &self.plugin.settings.response_header,
-            self.decision.as_ref().and_then(|d| d.report),
-        ) else {
+        let settings = &self.plugin.settings;
+        let (Some(name), Some(d)) = (&settings.response_header, &self.decision) else {
             return;
         };
-        // An id already there (Envoy's %TRACE_ID%, or this filter on the next hop) is kept.
-        if let Ok(None) = host.header(Map::ResponseHeaders, name) {
-            host.add_header(Map::ResponseHeaders, name, trace_id.to_hex32().as_bytes());
+        let Ok(existing) = host.header(Map::ResponseHeaders, name) else {
+            return;
+        };
+        let egress = settings.outputs.is_empty();
+        match response_trace_id(existing.as_deref(), d.told_trace_id, egress) {
+            ResponseEdit::Keep => {}
+            ResponseEdit::Add(v) => {
+                host.add_header(Map::ResponseHeaders, name, v.as_bytes());
+            }
+            ResponseEdit::Set(v) => {
+                host.set_header(Map::ResponseHeaders, name, Some(v.as_bytes()));
+            }
+            ResponseEdit::Remove => {
+                host.set_header(Map::ResponseHeaders, name, None);
+            }
         }
     }
 
@@ -142,94 +175,182 @@ impl RequestFilter {
         let plugin = Rc::clone(&self.plugin);
         let settings = &plugin.settings;
         let log_enabled = settings.log.enabled && plugin.logs(settings.log.level);
-        if !log_enabled && self.checks_hop.is_none() && self.span.is_none() {
-            return;
-        }
         let Some(d) = &self.decision else {
             return;
         };
         // Only a request that went upstream can tell the hop (a tracer's router writes its ids on
-        // the way there): asked first, one property, so that routes that never go upstream
-        // (direct responses, local replies) do not pay a header-map read per request.
-        let learns = self.checks_hop.is_some() && host.property(&["upstream", "address"]).is_some();
+        // the way there): one property, asked first, so that requests that never go upstream
+        // (direct responses, local replies) do not pay a header-map read for it.
+        let check = self
+            .hop_check
+            .filter(|_| host.property(&["upstream", "address"]).is_some());
+        if !log_enabled && check.is_none() && self.span.is_none() {
+            return;
+        }
         // In on_log the request headers are the final ones: with Envoy's tracer, its ids.
-        let pairs = if log_enabled || learns {
-            host.header_pairs(Map::RequestHeaders)
+        let carried = if log_enabled || check.is_some() {
+            host.header_pairs(Map::RequestHeaders).map(|pairs| {
+                (
+                    propagator::extract_all(&TraceHeaders::collect(pairs.iter())),
+                    pairs,
+                )
+            })
         } else {
             None
         };
-        let carried = pairs
-            .as_ref()
-            .map(|p| propagator::extract_all(&TraceHeaders::collect(p.iter())));
-        if let (Some(would_write), true, Some(carried)) = (self.checks_hop, learns, &carried) {
-            let e = hop::evidence(d.left.as_ref(), carried, would_write, true);
-            if let Some(kind) = plugin.hop.learn(e) {
-                plugin.tracer_detected(host, kind);
-            }
+        if let (Some(check), Some((carried, _))) = (check, &carried) {
+            let e = hop::evidence(&d.forwarded, carried, check.every_tracer_writes, true);
+            plugin.learn_hop(host, e);
         }
-        let exporting = plugin.exporting().filter(|_| self.span.is_some());
-        if !log_enabled && exporting.is_none() {
-            // Only here to learn the hop: the status and cluster would be read for nothing (on a
-            // route that never goes upstream, `auto` asks this on every request).
+        if !log_enabled && self.span.is_none() {
             return;
         }
-        let status = host
-            .property(&["response", "code"])
-            .and_then(|b| le_u64(&b));
-        let upstream_cluster = host
-            .property(&["xds", "cluster_name"])
-            .and_then(|b| String::from_utf8(b).ok());
-        if let (Some(span), Some(e)) = (self.span.take(), exporting) {
-            let end_ns = host.now_nanos().unwrap_or(span.start_ns);
-            let http = HttpFields {
-                method: span.method.as_deref(),
-                path: span.path.as_deref(),
-                authority: span.authority.as_deref(),
-                status,
-                upstream_cluster: upstream_cluster.as_deref(),
+        let outcome = Outcome::read(host);
+        if let Some(span) = self.span.take() {
+            finish_span(&plugin, host, d, span, &outcome);
+        }
+        if log_enabled {
+            let (carried, pairs) = match &carried {
+                Some((c, p)) => (Some(c), Some(p)),
+                None => (None, None),
             };
-            let mut finished = FinishedSpan::new(&d.context, span.start_ns, end_ns, http);
-            finished.caller_trace_id = d.caller_trace_id;
-            e.push(finished, &plugin.metrics);
+            write_log_line(&plugin, host, d, carried, pairs, &outcome);
         }
-        if !log_enabled {
-            return;
-        }
-        let carried_context = carried
-            .as_ref()
-            .and_then(|c| context_carried(c, &settings.precedence));
-        let (trace_id, span_id, sampled) = match carried_context {
-            Some(c) => (
-                Some(c.trace_id.to_hex32()),
-                Some(c.span_id.to_hex()),
-                c.sampling.decision(),
-            ),
-            None => (d.report.map(|t| t.to_hex32()), None, None),
-        };
-        let duration_us = host
-            .property(&["request", "duration"])
-            .and_then(|b| le_u64(&b))
-            .map(|ns| ns / 1000);
-        let line = pairs.as_ref();
-        let record = LogRecord {
-            trace_id,
-            span_id,
-            sampled,
-            context: d.source.name(),
-            normalised: d.normalised,
-            restarted: d.restarted,
-            caller_trace_id: d.caller_trace_id.map(|t| t.to_hex32()),
-            workload: &plugin.workload,
-            method: line.and_then(|p| p.get_str(":method")),
-            path: line
-                .and_then(|p| p.get_str(":path"))
-                .map(|p| loggable_path(p, settings.log.include_query)),
-            status,
-            duration_us,
-            upstream_cluster: upstream_cluster.as_deref(),
-        };
-        host.log(settings.log.level, &record.to_json());
     }
+}
+
+/// Applies the decision's edits: an add where the header is absent (cheaper than a replace).
+fn apply_edits(host: &impl Host, headers: &TraceHeaders, d: &Decision) {
+    for edit in &d.edits {
+        let map = Map::RequestHeaders;
+        match (&edit.value, headers.has(edit.name)) {
+            (Some(v), false) => host.add_header(map, edit.name, v.as_bytes()),
+            (value, _) => host.set_header(map, edit.name, value.as_deref().map(str::as_bytes)),
+        };
+    }
+}
+
+/// What to do with the response header that tells the caller the trace id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseEdit {
+    Keep,
+    Add(String),
+    Set(String),
+    Remove,
+}
+
+/// The caller is never told a wrong id. At an egress (`outputs: []`) every id an upstream sends
+/// is another system's: ours replaces it, or it goes. Elsewhere an id already there that is a
+/// trace id at all — the route's `%TRACE_ID%` (Envoy's tracer on this hop), or a later hop's
+/// filter, which tells the trace the request continued in — is kept; anything else is replaced
+/// by ours, or removed when ours is not known.
+pub fn response_trace_id(
+    existing: Option<&[u8]>,
+    told: Option<TraceId>,
+    egress: bool,
+) -> ResponseEdit {
+    let ours = told.map(TraceId::to_hex32);
+    match (existing, ours) {
+        (None, Some(t)) => ResponseEdit::Add(t),
+        (None, None) => ResponseEdit::Keep,
+        (Some(v), Some(t)) if v == t.as_bytes() => ResponseEdit::Keep,
+        (Some(v), _) if !egress && is_trace_id(v) => ResponseEdit::Keep,
+        (Some(_), Some(t)) => ResponseEdit::Set(t),
+        (Some(_), None) => ResponseEdit::Remove,
+    }
+}
+
+/// 16 or 32 hex digits, not all zero: a B3 or W3C trace id (what `%TRACE_ID%` writes).
+fn is_trace_id(v: &[u8]) -> bool {
+    matches!(v.len(), 16 | 32)
+        && v.iter().all(u8::is_ascii_hexdigit)
+        && v.iter().any(|&c| c != b'0')
+}
+
+/// How the request ended, from Envoy's stream info: three property reads.
+struct Outcome {
+    status: Option<u64>,
+    upstream_cluster: Option<String>,
+    duration_us: Option<u64>,
+}
+
+impl Outcome {
+    fn read(host: &impl Host) -> Outcome {
+        Outcome {
+            status: host
+                .property(&["response", "code"])
+                .and_then(|b| le_u64(&b)),
+            upstream_cluster: host
+                .property(&["xds", "cluster_name"])
+                .and_then(|b| String::from_utf8(b).ok()),
+            duration_us: host
+                .property(&["request", "duration"])
+                .and_then(|b| le_u64(&b))
+                .map(|ns| ns / 1000),
+        }
+    }
+}
+
+/// Buffers the filter's own span for export (one clock read).
+fn finish_span(plugin: &Plugin, host: &impl Host, d: &Decision, span: SpanStart, o: &Outcome) {
+    let Some(exporter) = plugin.exporting() else {
+        return;
+    };
+    let end_ns = host.now_nanos().unwrap_or(span.start_ns);
+    let http = HttpFields {
+        line: span.line,
+        status: o.status,
+        upstream_cluster: o.upstream_cluster.as_deref(),
+    };
+    let mut finished = FinishedSpan::new(&d.context, span.start_ns, end_ns, http);
+    finished.caller_trace_id = d.caller_trace_id;
+    exporter.push(finished, &plugin.metrics);
+}
+
+/// The JSON log line (one host call).
+fn write_log_line(
+    plugin: &Plugin,
+    host: &impl Host,
+    d: &Decision,
+    carried: Option<&[Extracted; 3]>,
+    pairs: Option<&HeaderPairs>,
+    o: &Outcome,
+) {
+    let settings = &plugin.settings;
+    let carried_context = carried.and_then(|c| context_carried(c, &settings.precedence));
+    let (trace_id, span_id, sampled) = match carried_context {
+        Some(c) => (
+            Some(c.trace_id.to_hex32()),
+            Some(c.span_id.to_hex()),
+            c.sampling.decision(),
+        ),
+        None => (d.told_trace_id.map(|t| t.to_hex32()), None, None),
+    };
+    let method = pairs
+        .and_then(|p| p.get(":method"))
+        .map(|m| client_text(m, MAX_METHOD_BYTES));
+    let path = pairs.and_then(|p| p.get(":path")).map(|p| {
+        client_text(
+            loggable_path(p, settings.log.include_query),
+            MAX_LOG_PATH_BYTES,
+        )
+    });
+    let record = LogRecord {
+        trace_id,
+        span_id,
+        sampled,
+        context: d.source.name(),
+        normalised: d.normalised,
+        restarted: d.restarted,
+        caller_trace_id: d.caller_trace_id.map(|t| t.to_hex32()),
+        workload: &plugin.workload,
+        method: method.as_deref(),
+        path: path.as_deref(),
+        status: o.status,
+        duration_us: o.duration_us,
+        upstream_cluster: o.upstream_cluster.as_deref(),
+    };
+    host.log(settings.log.level, &record.to_json());
 }
 
 /// The context the request left with, read by the same rules as the decision (`precedence`
@@ -238,23 +359,6 @@ fn context_carried(carried: &[Extracted; 3], precedence: &[Format]) -> Option<Tr
     propagator::first_context(carried, precedence)
         .or_else(|| propagator::first_context(carried, &Format::ALL))
         .map(|(_, c)| c)
-}
-
-/// Kept from the request phase, bounded already: a client controls every byte of it.
-fn span_start(host: &impl Host, pairs: &HeaderPairs) -> SpanStart {
-    let own = |name: &str, max: usize| {
-        pairs
-            .get_str(name)
-            .map(|v| crate::span::truncate_utf8(v, max).to_string())
-    };
-    SpanStart {
-        start_ns: host.now_nanos().unwrap_or(0),
-        method: own(":method", MAX_METHOD_BYTES),
-        path: pairs.get_str(":path").map(|p| {
-            crate::span::truncate_utf8(loggable_path(p, false), MAX_PATH_BYTES).to_string()
-        }),
-        authority: own(":authority", MAX_AUTHORITY_BYTES),
-    }
 }
 
 /// Envoy serialises integer properties as 8 little-endian bytes.
@@ -326,8 +430,16 @@ mod tests {
         request(&host, &p, &[], |h| {
             otel_writes(h, "00000000000000000000000000000abc")
         });
-        assert_eq!(p.hop.state(), HopState::Tracer(TracerKind::OpenTelemetry));
-        assert!(host.logged(log::Level::Warn)[0].contains("\"tracer\": \"opentelemetry\""));
+        assert_eq!(p.hop.get(), Hop::Tracer(TracerKind::OpenTelemetry));
+        assert!(
+            host.logged(log::Level::Warn).is_empty(),
+            "auto: learning is no warning"
+        );
+        let info = host.logged(log::Level::Info);
+        assert!(
+            info.iter().any(|l| l.contains("this hop: opentelemetry")),
+            "{info:?}"
+        );
         // From now on: B3 removed, nothing of its own written, a joined traceparent told.
         let tp = crate::test_fixtures::TRACEPARENT;
         request(
@@ -347,34 +459,50 @@ mod tests {
         );
     }
 
-    /// Issue 11: `auto` on a route that never goes upstream (a direct response) costs what `none`
-    /// costs but the one property that asks whether the request went upstream.
-    #[test]
-    fn auto_where_nothing_goes_upstream_costs_one_property_read_more_than_none() {
-        let calls = |config: &str| {
-            let host = FakeHost::new();
-            host.envoy_log_level.set(3); // warning, as Istio runs its proxies: no log line
-            host.set_prop(&["response", "code"], &200u64.to_le_bytes());
-            let p = plugin(&host, config);
-            request(&host, &p, &[], |_| {});
-            host.reset_call_counts();
-            request(&host, &p, &[], |_| {});
-            assert!(told(&host).is_some(), "{config}: the id told");
-            let undecided = matches!(p.hop.state(), HopState::Undecided { .. });
-            assert_eq!(undecided, config == "{}", "{config}: {:?}", p.hop.state());
-            let mut counts: Vec<_> = host.call_counts.borrow().clone().into_iter().collect();
-            counts.sort();
-            counts
-        };
-        let none = calls(r#"{"tracer": "none"}"#);
-        let auto = calls("{}");
-        let mut expected = none.clone();
-        match expected.iter_mut().find(|(k, _)| *k == "property") {
-            Some((_, n)) => *n += 1,
-            None => expected.push(("property", 1)),
+    /// Host calls per request, over `CHECK_EVERY` requests after `warm` (sorted by kind).
+    fn calls_per_check_cycle(config: &str, upstream: bool) -> Vec<(&'static str, u32)> {
+        let host = FakeHost::new();
+        host.envoy_log_level.set(3); // warning, as Istio runs its proxies: no log line
+        host.set_prop(&["response", "code"], &200u64.to_le_bytes());
+        if upstream {
+            went_upstream(&host);
         }
-        expected.sort();
-        assert_eq!(auto, expected, "none: {none:?}");
+        let p = plugin(&host, config);
+        request(&host, &p, &[], |_| {});
+        host.reset_call_counts();
+        for _ in 0..crate::hop::CHECK_EVERY {
+            request(&host, &p, &[], |_| {});
+        }
+        let mut counts: Vec<_> = host.call_counts.borrow().clone().into_iter().collect();
+        counts.sort();
+        counts
+    }
+
+    /// Once a request has shown the hop, the default configuration costs exactly what
+    /// `"tracer": "none"` costs: both check the hop on one request in `CHECK_EVERY`.
+    #[test]
+    fn auto_once_the_hop_is_known_costs_what_none_costs() {
+        let auto = calls_per_check_cycle("{}", true);
+        assert_eq!(auto, calls_per_check_cycle(r#"{"tracer": "none"}"#, true));
+        assert!(
+            auto.contains(&("header_pairs", crate::hop::CHECK_EVERY + 1)),
+            "{auto:?}"
+        );
+    }
+
+    /// Before the hop is known (a route that never goes upstream never shows it), a request
+    /// costs one shared-data read (another worker may have learnt it) and one property read
+    /// (did it go upstream?) more than a known hop, and writes nothing.
+    #[test]
+    fn auto_before_the_hop_is_known_costs_two_reads_more() {
+        let unknown = calls_per_check_cycle("{}", false);
+        let n = crate::hop::CHECK_EVERY;
+        assert!(unknown.contains(&("shared_data", n)), "{unknown:?}");
+        assert!(unknown.contains(&("property", n)), "{unknown:?}");
+        assert!(
+            !unknown.iter().any(|(k, _)| *k == "add_header"),
+            "{unknown:?}"
+        );
     }
 
     fn went_upstream(host: &FakeHost) {
@@ -420,16 +548,77 @@ mod tests {
         assert_eq!(host.counter("trace_inject.requests.injected"), 1);
     }
 
+    /// What the upstream's response already says: a trace id from a later hop (or the route's
+    /// `%TRACE_ID%`) is kept; anything else, and anything at an egress, is replaced or removed.
     #[test]
-    fn an_id_already_in_the_response_is_kept() {
-        let host = FakeHost::new();
-        let p = plugin(&host, r#"{"tracer": "none"}"#);
-        let mut r = RequestFilter::new(Rc::clone(&p));
-        host.set_map(Map::RequestHeaders, &[]);
-        r.on_request_headers(&host);
-        host.set_map(Map::ResponseHeaders, &[("x-trace-id", T32)]);
-        r.on_response_headers(&host);
-        assert_eq!(host.all(Map::ResponseHeaders, "x-trace-id"), vec![T32]);
+    fn an_upstream_id_is_kept_only_where_it_is_a_trace_id_and_never_at_an_egress() {
+        let told_after = |config: &str, upstream: Option<&str>, headers: &[(&str, &str)]| {
+            let host = FakeHost::new();
+            let p = plugin(&host, config);
+            let mut r = RequestFilter::new(Rc::clone(&p));
+            host.set_map(Map::RequestHeaders, headers);
+            r.on_request_headers(&host);
+            let response: Vec<_> = upstream.map(|v| ("x-trace-id", v)).into_iter().collect();
+            host.set_map(Map::ResponseHeaders, &response);
+            r.on_response_headers(&host);
+            (
+                host.all(Map::ResponseHeaders, "x-trace-id"),
+                req(&host, "x-b3-traceid"),
+            )
+        };
+        let none = r#"{"tracer": "none"}"#;
+        let (told, _) = told_after(none, Some(T32), &[]);
+        assert_eq!(told, vec![T32], "a later hop's trace id");
+        let (told, sent) = told_after(none, Some("req-42"), &[]);
+        assert_eq!(
+            told,
+            vec![sent.unwrap()],
+            "not a trace id: ours replaces it"
+        );
+        let egress = r#"{"tracer": "none", "outputs": []}"#;
+        let own = [("x-b3-traceid", S), ("x-b3-spanid", S)];
+        let (told, _) = told_after(egress, Some(T32), &own);
+        assert_eq!(
+            told,
+            vec![format!("{:0>32}", S)],
+            "egress: another system's id"
+        );
+        // Learning, a new trace: nothing known, so a non-id goes and a trace id stays.
+        let (told, _) = told_after("{}", Some("req-42"), &[]);
+        assert!(told.is_empty(), "{told:?}");
+        let (told, _) = told_after("{}", Some(T32), &[]);
+        assert_eq!(told, vec![T32]);
+        let (told, _) = told_after(r#"{"outputs": []}"#, Some(T32), &[]);
+        assert!(told.is_empty(), "egress, nothing known: removed");
+    }
+
+    #[test]
+    fn response_edits_cover_every_case() {
+        let t = TraceId::new_128(0xabc);
+        let ours = t.to_hex32();
+        use ResponseEdit::*;
+        for (existing, told, egress, want) in [
+            (None, Some(t), false, Add(ours.clone())),
+            (None, None, false, Keep),
+            (Some(ours.as_str()), Some(t), true, Keep),
+            (Some(T32), Some(t), false, Keep),
+            (Some("48485a3953bb6124"), None, false, Keep),
+            (Some(T32), Some(t), true, Set(ours.clone())),
+            (Some(T32), None, true, Remove),
+            (
+                Some("00000000000000000000000000000000"),
+                None,
+                false,
+                Remove,
+            ),
+            (Some("abc"), Some(t), false, Set(ours.clone())),
+        ] {
+            assert_eq!(
+                response_trace_id(existing.map(str::as_bytes), told, egress),
+                want,
+                "{existing:?} {told:?} {egress}"
+            );
+        }
     }
 
     #[test]
@@ -449,8 +638,12 @@ mod tests {
             None,
             "a tracer would start its own trace: nothing told"
         );
-        assert_eq!(host.logged(log::Level::Warn).len(), 1);
-        assert!(host.logged(log::Level::Warn)[0].contains("\"tracer\": \"zipkin\""));
+        assert!(host.logged(log::Level::Warn).is_empty());
+        let info = host.logged(log::Level::Info);
+        assert!(
+            info.iter().any(|l| l.contains("this hop: zipkin")),
+            "{info:?}"
+        );
         assert_eq!(
             host.calls_of("set_property"),
             5,
@@ -477,10 +670,10 @@ mod tests {
         let p = plugin(&host, "{}");
         // A local reply (no upstream) proves nothing.
         request(&host, &p, &[], |_| {});
-        assert!(matches!(p.hop.state(), HopState::Undecided { .. }));
+        assert!(matches!(p.hop.get(), Hop::Unknown));
         went_upstream(&host);
         request(&host, &p, &[], |_| {});
-        assert_eq!(p.hop.state(), HopState::Plain);
+        assert_eq!(p.hop.get(), Hop::Plain);
         assert!(host.logged(log::Level::Warn).is_empty());
     }
 
@@ -490,13 +683,18 @@ mod tests {
         let host = FakeHost::new();
         let p = plugin(&host, r#"{"precedence": ["w3c"], "outputs": ["w3c"]}"#);
         went_upstream(&host);
-        request(&host, &p, &[("b3", &format!("{T32}-{S}-1"))], |_| {});
+        let b3 = format!("{T32}-{S}-1");
+        request(&host, &p, &[("b3", &b3)], |_| {});
         assert_eq!(req(&host, "b3"), None, "the client's b3 does not go on");
+        assert_eq!(
+            p.hop.get(),
+            Hop::Plain,
+            "nothing went up, nothing came back: no tracer"
+        );
+        request(&host, &p, &[("b3", &b3)], |_| {});
+        assert_eq!(req(&host, "b3"), None);
         let tp = req(&host, "traceparent").unwrap();
         assert!(tp.contains(&told(&host).unwrap()));
-        assert!(!matches!(p.hop.state(), HopState::Tracer(_)));
-        request(&host, &p, &[], |_| {});
-        assert!(req(&host, "traceparent").is_some() && told(&host).is_some());
     }
 
     #[test]
@@ -516,6 +714,11 @@ mod tests {
             &host,
             r#"{"export": {"cluster": "zipkin", "buffer_limit": 2, "flush_interval_ms": 10}}"#,
         );
+        // Nothing is reported before the hop is known (a tracer there would report too).
+        went_upstream(&host);
+        request(&host, &p, &[], |_| {});
+        assert_eq!(p.hop.get(), Hop::Plain);
+        assert!(p.exporter.as_ref().is_some_and(|e| e.pending() == 0));
         for _ in 0..3 {
             request(&host, &p, &[], |_| {});
         }
@@ -537,12 +740,18 @@ mod tests {
         p.tick(&host);
         assert_eq!(host.counter("trace_inject.export.spans_sent"), 2);
         assert_eq!(host.counter("trace_inject.export.spans_dropped"), 1);
-        // Envoy's tracer replaces the ids: export stops for good, with a warning.
-        went_upstream(&host);
-        request(&host, &p, &[("x-request-id", TRACED_ID)], |h| {
-            zipkin_writes(h, "00000000000000000000000000000abc")
-        });
+        // A tracer appears (a new provider): a checked request shows it, export stops.
+        for _ in 0..crate::hop::CHECK_EVERY {
+            request(&host, &p, &[], |h| {
+                zipkin_writes(h, "00000000000000000000000000000abc")
+            });
+        }
         assert!(p.exporting().is_none());
+        let warn = host.logged(log::Level::Warn);
+        assert!(
+            warn.iter().any(|w| w.contains("this hop changed")),
+            "{warn:?}"
+        );
         p.tick(&host);
         assert_eq!(host.counter("trace_inject.export.disabled"), 1);
     }
@@ -554,7 +763,7 @@ mod tests {
         let host = FakeHost::new();
         let p = plugin(
             &host,
-            r#"{"export": {"cluster": "zipkin", "flush_interval_ms": 10}}"#,
+            r#"{"tracer": "none", "export": {"cluster": "zipkin", "flush_interval_ms": 10}}"#,
         );
         assert_eq!(host.tick_ms.get(), 10);
         let t0 = host.now.get();
@@ -575,11 +784,14 @@ mod tests {
             host.logged(log::Level::Warn).is_empty(),
             "nothing pending, nothing lost"
         );
+        // Three buffered, and the first call never answered: all four lost.
         p.on_done(&host);
-        assert_eq!(host.counter("trace_inject.export.spans_dropped"), 3);
+        assert_eq!(host.counter("trace_inject.export.spans_dropped"), 4);
         let warnings = host.logged(log::Level::Warn);
         assert!(
-            warnings.iter().any(|w| w.contains("with 3 spans not sent")),
+            warnings
+                .iter()
+                .any(|w| w.contains("with 3 spans not sent and 1 not answered")),
             "{warnings:?}"
         );
     }
@@ -614,9 +826,9 @@ mod tests {
         went_upstream(&host);
         let zero_trace = format!("00-{}-{S}-01", "0".repeat(32));
         request(&host, &p, &[("traceparent", &zero_trace)], |_| {});
-        assert!(matches!(p.hop.state(), HopState::Undecided { .. }));
+        assert!(matches!(p.hop.get(), Hop::Unknown));
         request(&host, &p, &[], |_| {});
-        assert_eq!(p.hop.state(), HopState::Plain);
+        assert_eq!(p.hop.get(), Hop::Plain);
     }
 
     /// `malformed` counts requests with a malformed header, not every request; a log that is
@@ -658,17 +870,17 @@ mod tests {
         let info = host.logged(log::Level::Info);
         assert!(
             info.iter()
-                .any(|l| l.contains("namespace=shop") && l.ends_with("tracer=none")),
+                .any(|l| l.contains("namespace=shop") && l.contains("tracer=none ")),
             "{info:?}"
         );
         plugin(&host, r#"{"tracer": "opentelemetry"}"#);
         plugin(&host, "{}");
         let info = host.logged(log::Level::Info);
         assert!(
-            info.iter().any(|l| l.ends_with("tracer=opentelemetry")),
+            info.iter().any(|l| l.contains("tracer=opentelemetry ")),
             "{info:?}"
         );
-        assert!(info.iter().any(|l| l.ends_with("tracer=auto")), "{info:?}");
+        assert!(info.iter().any(|l| l.contains("tracer=auto ")), "{info:?}");
         request(&host, &p, &[("b3", "garbage")], |_| {});
         assert!(host.logged(log::Level::Debug).is_empty(), "Envoy at info");
         host.envoy_log_level.set(1);

@@ -7,27 +7,27 @@ use crate::config::{
     TrustIncoming, WorkloadOverrides,
 };
 use crate::context::{Format, FormatSet};
+use crate::hop::Hop;
 use crate::tracer::TracerKind;
 
-/// What the configuration says about Envoy's tracer on this hop.
+/// How a new trace (no incoming sampling decision) is sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tracer {
-    /// Tell from what each worker sees; `zipkin` is the Zipkin tracer it would be (the other
-    /// candidate is OpenTelemetry).
-    Auto {
-        zipkin: TracerKind,
-    },
-    None,
-    Envoy(TracerKind),
+pub enum NewTraces {
+    /// Envoy's decision, from its mark in `x-request-id` (the HCM's `tracing` sampling).
+    Envoy,
+    /// Sampled here: this many in a million.
+    PerMillion(u32),
+    /// No decision: the next tracer makes it.
+    Defer,
 }
 
-impl Tracer {
+impl NewTraces {
     /// For the configure log line.
-    pub fn name(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            Tracer::Auto { .. } => "auto",
-            Tracer::None => "none",
-            Tracer::Envoy(kind) => kind.name(),
+            NewTraces::Envoy => "envoy (the x-request-id mark)".to_string(),
+            NewTraces::PerMillion(n) => format!("decide ({}%)", f64::from(n) / 10_000.0),
+            NewTraces::Defer => "defer".to_string(),
         }
     }
 }
@@ -44,47 +44,51 @@ pub struct Settings {
     /// Which valid incoming format wins; only these are read as input.
     pub precedence: Vec<Format>,
     pub outputs: FormatSet,
-    /// New traces sampled, per million.
-    pub sampling_per_million: u32,
-    /// New traces carry no sampling decision: the next tracer makes it.
-    pub defer_new_traces: bool,
+    pub new_traces: NewTraces,
+    /// Share of deferred incoming decisions sampled here, per million (`sampling_percent`).
+    pub deferred_per_million: u32,
     pub trust: TrustIncoming,
     pub response_header: Option<String>,
-    pub tracer: Tracer,
+    /// What the configuration says runs on this hop (`None`: `auto`). Checked against what
+    /// requests show; only `Plain` is acted on before a request has shown it.
+    pub expected_hop: Option<Hop>,
     pub log: LogSettings,
     pub workload: WorkloadOverrides,
     pub export: Option<ExportConfig>,
 }
 
 impl Settings {
-    /// Parses, validates and compiles a plugin configuration.
-    pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
-        Config::parse(bytes).map(Settings::from)
+    /// Parses, validates and compiles a plugin configuration for a proxy; `istio`: the node
+    /// metadata says Istio (its connection managers carry a `tracing` block, so Envoy marks its
+    /// sampling decision in every request id).
+    pub fn parse(bytes: &[u8], istio: bool) -> Result<Settings, ConfigError> {
+        Config::parse(bytes).map(|c| Settings::compile(c, istio))
     }
-}
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings::from(Config::default())
-    }
-}
-
-impl From<Config> for Settings {
-    fn from(c: Config) -> Settings {
+    pub fn compile(c: Config, istio: bool) -> Settings {
+        let per_million = |p: f64| (p * 10_000.0).round() as u32;
+        let percent = c.sampling_percent.map_or(1_000_000, per_million);
+        let new_traces = match (c.new_trace_sampling, c.sampling_percent) {
+            (Some(NewTraceSampling::Envoy), _) => NewTraces::Envoy,
+            (Some(NewTraceSampling::Defer), _) => NewTraces::Defer,
+            (Some(NewTraceSampling::Decide), _) | (None, Some(_)) => NewTraces::PerMillion(percent),
+            (None, None) if istio => NewTraces::Envoy,
+            (None, None) => NewTraces::PerMillion(percent),
+        };
         let zipkin = TracerKind::Zipkin {
             reads_w3c: c.envoy_trace_context_option
                 == TraceContextOption::USE_B3_WITH_W3C_PROPAGATION,
         };
         Settings {
             outputs: FormatSet::of(&c.outputs),
-            sampling_per_million: (c.sampling_percent * 10_000.0).round() as u32,
-            defer_new_traces: c.new_trace_sampling == NewTraceSampling::Defer,
+            new_traces,
+            deferred_per_million: percent,
             trust: c.trust_incoming,
-            tracer: match c.tracer {
-                TracerMode::Auto => Tracer::Auto { zipkin },
-                TracerMode::None => Tracer::None,
-                TracerMode::Envoy | TracerMode::Zipkin => Tracer::Envoy(zipkin),
-                TracerMode::OpenTelemetry => Tracer::Envoy(TracerKind::OpenTelemetry),
+            expected_hop: match c.tracer {
+                TracerMode::Auto => None,
+                TracerMode::None => Some(Hop::Plain),
+                TracerMode::Envoy | TracerMode::Zipkin => Some(Hop::Tracer(zipkin)),
+                TracerMode::OpenTelemetry => Some(Hop::Tracer(TracerKind::OpenTelemetry)),
             },
             log: LogSettings {
                 enabled: c.log.enabled,
@@ -103,6 +107,32 @@ impl From<Config> for Settings {
             export: c.export,
         }
     }
+
+    /// The hop before any request has shown it: the configuration's word is taken for "no
+    /// tracer" (the filter then writes its context from the first request), never for a tracer
+    /// (beside a tracer the filter removes what the caller sent; on a setting's word alone, it
+    /// would remove a caller's context where no tracer runs).
+    pub fn starting_hop(&self) -> Hop {
+        match self.expected_hop {
+            Some(Hop::Plain) => Hop::Plain,
+            _ => Hop::Unknown,
+        }
+    }
+
+    /// For the configure log line.
+    pub fn tracer_name(&self) -> &'static str {
+        match self.expected_hop {
+            None | Some(Hop::Unknown) => "auto",
+            Some(Hop::Plain) => "none",
+            Some(Hop::Tracer(kind)) => kind.name(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::compile(Config::default(), false)
+    }
 }
 
 #[cfg(test)]
@@ -114,22 +144,55 @@ mod tests {
         let s = Settings::parse(
             br#"{"sampling_percent": 12.5, "outputs": ["w3c"], "tracer": "envoy",
                  "envoy_trace_context_option": "USE_B3_WITH_W3C_PROPAGATION"}"#,
+            true,
         )
         .unwrap();
-        assert_eq!(s.sampling_per_million, 125_000);
+        assert_eq!(
+            s.new_traces,
+            NewTraces::PerMillion(125_000),
+            "a percentage given: decide"
+        );
         assert!(s.outputs.contains(Format::W3c) && !s.outputs.contains(Format::B3Multi));
         assert_eq!(
-            s.tracer,
-            Tracer::Envoy(TracerKind::Zipkin { reads_w3c: true })
+            s.expected_hop,
+            Some(Hop::Tracer(TracerKind::Zipkin { reads_w3c: true }))
+        );
+        assert_eq!(
+            s.starting_hop(),
+            Hop::Unknown,
+            "a tracer is never taken on its word"
         );
         let d = Settings::default();
-        assert_eq!(d.sampling_per_million, 1_000_000);
-        assert_eq!(
-            d.tracer,
-            Tracer::Auto {
-                zipkin: TracerKind::Zipkin { reads_w3c: false }
-            }
-        );
+        assert_eq!(d.new_traces, NewTraces::PerMillion(1_000_000));
+        assert_eq!(d.expected_hop, None);
+        assert_eq!(d.starting_hop(), Hop::Unknown);
         assert_eq!(d.log.level, log::Level::Info);
+        let none = Settings::parse(br#"{"tracer": "none"}"#, false).unwrap();
+        assert_eq!(none.starting_hop(), Hop::Plain);
+    }
+
+    /// The default follows the mesh on an Istio proxy (its connection managers mark Envoy's
+    /// decision) and decides 100 % elsewhere; a percentage or an explicit value wins.
+    #[test]
+    fn new_trace_sampling_defaults_to_envoys_decision_on_istio_only() {
+        let new = |json: &str, istio| Settings::parse(json.as_bytes(), istio).unwrap().new_traces;
+        assert_eq!(new("{}", true), NewTraces::Envoy);
+        assert_eq!(new("{}", false), NewTraces::PerMillion(1_000_000));
+        assert_eq!(
+            new(r#"{"sampling_percent": 5}"#, true),
+            NewTraces::PerMillion(50_000)
+        );
+        assert_eq!(
+            new(r#"{"new_trace_sampling": "envoy"}"#, false),
+            NewTraces::Envoy
+        );
+        assert_eq!(
+            new(r#"{"new_trace_sampling": "decide"}"#, true),
+            NewTraces::PerMillion(1_000_000)
+        );
+        assert_eq!(
+            new(r#"{"new_trace_sampling": "defer"}"#, true),
+            NewTraces::Defer
+        );
     }
 }

@@ -20,6 +20,8 @@ pub mod keys {
     pub const CLUSTER_ID: &str = "CLUSTER_ID";
     pub const MESH_ID: &str = "MESH_ID";
     pub const POD_NAME: &str = "NAME";
+    /// Written by every istio-proxy (pilot-agent's bootstrap).
+    pub const ISTIO_VERSION: &str = "ISTIO_VERSION";
 }
 
 /// What the node says; each field `None` when absent or empty.
@@ -40,6 +42,8 @@ pub struct NodeInfo {
     pub node_cluster: Option<String>,
     /// `node.id` (Envoy's `--service-node`).
     pub node_id: Option<String>,
+    /// Present on an Istio proxy.
+    pub istio_version: Option<String>,
 }
 
 impl NodeInfo {
@@ -62,8 +66,14 @@ impl NodeInfo {
             pod_name: meta(POD_NAME),
             node_cluster: get(&["cluster"]),
             node_id: get(&["id"]),
+            istio_version: meta(ISTIO_VERSION),
         }
         .without_empty()
+    }
+
+    /// Whether this Envoy is an Istio proxy (sidecar or gateway).
+    pub fn is_istio(&self) -> bool {
+        self.istio_version.is_some()
     }
 
     fn without_empty(mut self) -> NodeInfo {
@@ -81,6 +91,7 @@ impl NodeInfo {
             &mut self.pod_name,
             &mut self.node_cluster,
             &mut self.node_id,
+            &mut self.istio_version,
         ] {
             if f.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 *f = None;

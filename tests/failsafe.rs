@@ -126,7 +126,12 @@ fn a_bad_config_pushed_at_runtime_is_counted_and_the_old_listener_serves() {
         0
     );
     // The update: the same listener with an invalid plugin configuration.
-    write_lds(&listener.replace("value: '{}'", r#"value: '{"outputs": "b3"}'"#));
+    let invalid = listener.replace(
+        &plugin_config_line("envoy.yaml"),
+        r#"value: '{"outputs": "b3"}'"#,
+    );
+    assert_ne!(invalid, listener, "the plugin configuration replaced");
+    write_lds(&invalid);
     assert_stat(&envoy, "listener_manager.lds.update_rejected", 1);
     assert_stat(&envoy, "wasmcustom.trace_inject.config_rejected", 1);
     let r = http::request(port, "GET", "/", &[]).unwrap();

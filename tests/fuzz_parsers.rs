@@ -18,8 +18,9 @@ use proptest::prelude::*;
 use trace_inject::b3;
 use trace_inject::config::{Config, TracerMode};
 use trace_inject::context::{Format, Parsed, Sampling, TraceContext};
-use trace_inject::decision::{self, Decision, Mode, Source};
+use trace_inject::decision::{self, Circumstances, Decision, Source};
 use trace_inject::headers::{self as h, MultiHeaders, TraceHeaders};
+use trace_inject::hop::Hop;
 use trace_inject::ids::{IdSource, SpanId, TraceId};
 use trace_inject::propagator;
 use trace_inject::settings::Settings;
@@ -496,7 +497,7 @@ fn config() -> impl Strategy<Value = Config> {
     (formats(), formats(), percent).prop_map(|(precedence, outputs, sampling_percent)| Config {
         precedence,
         outputs,
-        sampling_percent,
+        sampling_percent: Some(sampling_percent),
         tracer: TracerMode::None,
         ..Config::default()
     })
@@ -561,12 +562,20 @@ fn inexact(h: &TraceHeaders, f: Format) -> bool {
     p.present(h) && !p.extract(h).exact
 }
 
+/// A trusted caller on `hop`, no export.
+fn on(hop: Hop) -> Circumstances {
+    Circumstances {
+        hop,
+        exporting: false,
+        trusted: true,
+    }
+}
+
 fn plain(h: &TraceHeaders, cfg: &Config, ids: &Ids) -> Decision {
     decision::decide(
         h,
-        &Settings::from(cfg.clone()),
-        Mode::Plain { own_span: false },
-        true,
+        &Settings::compile(cfg.clone(), false),
+        on(Hop::Plain),
         &mut ids.clone(),
     )
 }
@@ -624,7 +633,7 @@ fn check_decision(headers: &Headers, cfg: &Config, ids: &Ids) {
 
     // The decision itself.
     assert_valid_context(&d.context);
-    assert_eq!(d.report, Some(d.context.trace_id));
+    assert_eq!(d.told_trace_id, Some(d.context.trace_id));
     let resp = d.context.trace_id.to_hex32();
     assert_eq!(
         TraceId::parse_128(resp.as_bytes()).map(|t| t.value),
@@ -1032,8 +1041,9 @@ fn check_config(input: &[u8]) {
             // `outputs` may be empty (an egress sends no context); `precedence` may not.
             assert!(!c.precedence.is_empty(), "{c:?}");
             assert!(distinct(&c.precedence) && distinct(&c.outputs), "{c:?}");
-            assert!((0.0..=100.0).contains(&c.sampling_percent), "{c:?}");
-            assert!(c.sampling_per_million() <= 1_000_000);
+            if let Some(p) = c.sampling_percent {
+                assert!((0.0..=100.0).contains(&p), "{c:?}");
+            }
             if let Some(h) = &c.response_header {
                 assert!(!h.is_empty() && !h.bytes().any(|b| b.is_ascii_uppercase() || b == b':'));
             }
@@ -1093,8 +1103,8 @@ proptest! {
         let incoming = pairs(&headers.0);
         let h = TraceHeaders::collect(incoming.iter().copied());
         let kind = TracerKind::Zipkin { reads_w3c };
-        let settings = Settings::from(cfg.clone());
-        let d = decision::decide(&h, &settings, Mode::Tracer(kind), true, &mut ids.clone());
+        let settings = Settings::compile(cfg.clone(), false);
+        let d = decision::decide(&h, &settings, on(Hop::Tracer(kind)), &mut ids.clone());
         assert_valid_context(&d.context);
         for e in &d.edits {
             if let Some(v) = &e.value {
@@ -1111,24 +1121,53 @@ proptest! {
                 "{:?}",
                 d.edits
             );
-            prop_assert_eq!(d.report.map(|t| t.value), outcome.trace_id());
+            prop_assert_eq!(d.told_trace_id.map(|t| t.value), outcome.trace_id());
         }
-        // Undecided: planned as a plain hop, unless Envoy marked the request traced.
-        let undecided = decision::decide(
-            &h,
-            &settings,
-            Mode::Undecided { own_span: false, zipkin: kind },
-            true,
-            &mut ids.clone(),
-        );
-        let plain = decision::decide(&h, &settings, Mode::Plain { own_span: false }, true, &mut ids.clone());
-        if h.tracer_hint() {
-            // Envoy marked it traced: whichever tracer runs writes the only context.
-            prop_assert!(undecided.edits.iter().all(|e| e.value.is_none()), "{:?}", undecided.edits);
-            prop_assert_eq!(undecided.report, None);
-        } else {
-            prop_assert_eq!(&undecided.edits, &plain.edits);
-            prop_assert_eq!(undecided.report, plain.report);
+    }
+
+    /// While the hop is unknown the filter adds nothing of its own: every value it writes is the
+    /// caller's own context (the winner) in canonical form, every format forwarded names that one
+    /// position, and a trace id is told only where every tracer would join that trace or make
+    /// no span.
+    #[test]
+    fn while_learning_only_the_callers_context_goes_on(
+        headers in header_set(),
+        cfg in config(),
+        ids in ids(),
+    ) {
+        let incoming = pairs(&headers.0);
+        let h = TraceHeaders::collect(incoming.iter().copied());
+        let settings = Settings::compile(cfg.clone(), false);
+        let d = decision::decide(&h, &settings, on(Hop::Unknown), &mut ids.clone());
+        let states = propagator::extract_all(&h);
+        let winner = propagator::first_context(&states, &settings.precedence).map(|(_, c)| c);
+        for e in &d.edits {
+            if let Some(v) = &e.value {
+                assert_valid_edit_value(e.name, v);
+            }
+        }
+        let forwarded: Vec<&TraceContext> = d.forwarded.iter().flatten().collect();
+        for f in &forwarded {
+            let w = winner.expect("nothing is forwarded without a caller's context");
+            prop_assert!(f.same_position(&w), "{f:?} beside {w:?}");
+        }
+        if winner.is_none() {
+            prop_assert!(d.edits.iter().all(|e| e.value.is_none()), "{:?}", d.edits);
+        }
+        if let Some(t) = d.told_trace_id {
+            let w = winner.expect("told without a caller's context");
+            prop_assert_eq!(t.value, w.trace_id.value);
+            for kind in [
+                TracerKind::Zipkin { reads_w3c: false },
+                TracerKind::Zipkin { reads_w3c: true },
+                TracerKind::OpenTelemetry,
+            ] {
+                let o = kind.predict(&h).outcome;
+                prop_assert!(
+                    o == Outcome::NoSpan || o.trace_id() == Some(t.value),
+                    "{kind:?}: {o:?}"
+                );
+            }
         }
     }
 }
@@ -1346,7 +1385,7 @@ proptest! {
                     !host.is_empty() && !host.contains(' ') && !host.contains('|'),
                     "{json}: authority {host:?}"
                 );
-                let settings = Settings::from(c);
+                let settings = Settings::compile(c, false);
                 let node = trace_inject::workload::NodeInfo::default();
                 let workload = trace_inject::workload::Workload::resolve(&node, &Default::default());
                 let _exporter = trace_inject::export::Exporter::new(e, &workload, &node);

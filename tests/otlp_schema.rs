@@ -8,7 +8,9 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use serde_json::Value as Json;
 use trace_inject::context::{Sampling, TraceContext};
 use trace_inject::ids::{SpanId, TraceId};
-use trace_inject::span::{otlp_json, FinishedSpan, HttpFields, OtlpResource, MAX_PATH_BYTES};
+use trace_inject::span::{
+    otlp_json, FinishedSpan, HttpFields, OtlpResource, RequestLine, MAX_PATH_BYTES,
+};
 use trace_inject::workload::{NodeInfo, Workload};
 
 fn workload() -> Workload {
@@ -95,9 +97,11 @@ fn otlp_json_parses_as_the_official_export_trace_service_request() {
             0xa2fb4a1d1a96d312,
             None,
             HttpFields {
-                method: Some("GET"),
-                path: Some("/orders?id=7"),
-                authority: Some("checkout.shop:8080"),
+                line: RequestLine::new(
+                    Some(b"GET"),
+                    Some(b"/orders?id=7"),
+                    Some(b"checkout.shop:8080"),
+                ),
                 status: Some(200),
                 upstream_cluster: Some("inbound|8080||"),
             },
@@ -108,9 +112,11 @@ fn otlp_json_parses_as_the_official_export_trace_service_request() {
             0x00f067aa0ba902b7,
             Some(0xa2fb4a1d1a96d312),
             HttpFields {
-                method: Some("PURGE"),
-                path: Some(&long_path),
-                authority: Some("ünï\"code"),
+                line: RequestLine::new(
+                    Some(b"PURGE"),
+                    Some(long_path.as_bytes()),
+                    Some("ünï\"code".as_bytes()),
+                ),
                 status: Some(503),
                 upstream_cluster: None,
             },

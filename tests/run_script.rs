@@ -253,7 +253,7 @@ fn assert_fails_fast(tag: &str, from: &str, to: &str, expect: &[&str]) {
 fn a_typo_in_the_plugin_configuration_names_the_field_within_seconds() {
     assert_fails_fast(
         "badconfig",
-        "value: '{}'",
+        r#"value: '{"tracer": "none"}'"#,
         r#"value: '{"sampling": 5}'"#,
         &[
             "make run: envoy (Envoy, ",

@@ -56,6 +56,18 @@ impl TracerKind {
         }
     }
 
+    /// Whether every tracer a hop may run would make a span for these incoming headers (and
+    /// write its ids upstream): only then does a request that went up unchanged prove there is
+    /// no tracer. (Zipkin's two options differ only in whom they join, never in making a span.)
+    pub fn every_tracer_writes(h: &TraceHeaders) -> bool {
+        [
+            TracerKind::Zipkin { reads_w3c: false },
+            TracerKind::OpenTelemetry,
+        ]
+        .into_iter()
+        .all(|k| k.predict(h).outcome != Outcome::NoSpan)
+    }
+
     /// The tracer that replaced what this filter left, told apart by which formats changed:
     /// Zipkin rewrites B3 (and, with W3C propagation, `traceparent`), OpenTelemetry only
     /// `traceparent`.

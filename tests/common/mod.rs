@@ -77,19 +77,26 @@ pub fn builder(
             format!("port_value: {upstream_port}}}"),
         )
         .replace("port_value: 9901", "port_value: 0".to_string());
-    if plugin_config == "{}" {
-        b
+    // examples/envoy.yaml is the hop with no tracer, and its configuration says so.
+    let config = if example == "envoy.yaml" {
+        says_no_tracer(plugin_config)
     } else {
-        b.replace(
-            "value: '{}'",
-            format!("value: '{}'", plugin_config.replace('\'', "''")),
-        )
-    }
+        plugin_config.to_string()
+    };
+    b.replace(
+        &plugin_config_line(&format!("examples/{example}")),
+        format!("value: '{}'", config.replace('\'', "''")),
+    )
 }
 
 /// The plugin-configuration line of an example, to replace it.
 pub fn plugin_config_line(example: &str) -> String {
-    let text = std::fs::read_to_string(format!("examples/{example}")).expect("example config");
+    let path = if example.starts_with("examples/") {
+        example.to_string()
+    } else {
+        format!("examples/{example}")
+    };
+    let text = std::fs::read_to_string(path).expect("example config");
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with("value: '{"))
@@ -207,9 +214,23 @@ pub fn json_log_lines(log: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `examples/envoy.yaml`: a hop with no tracer.
+/// `examples/envoy.yaml`: a hop with no tracer, which its configuration says as the example's
+/// does ([`builder`] adds `"tracer": "none"` where `plugin_config` names no tracer; pass
+/// `"tracer": "auto"` to test the filter learning the hop).
 pub fn plain_hop(plugin_config: &str) -> Hop {
     plain_hop_with(plugin_config, |b| b)
+}
+
+/// `plugin_config` with `"tracer": "none"` where it names no tracer (and is a JSON object:
+/// a test of bad configurations passes its text as it is).
+pub fn says_no_tracer(plugin_config: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(plugin_config) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.entry("tracer").or_insert_with(|| "none".into());
+            serde_json::Value::Object(o).to_string()
+        }
+        _ => plugin_config.to_string(),
+    }
 }
 
 /// [`plain_hop`] with more changes to its builder (e.g. `.concurrency(2)`).
@@ -225,6 +246,17 @@ pub fn plain_hop_with(plugin_config: &str, edit: impl FnOnce(EnvoyBuilder) -> En
 }
 
 impl Hop {
+    /// One plain request, then waits until the filter has said what it learnt from it
+    /// (`shows`: "no tracer", "zipkin", "opentelemetry", ...). For tests whose subject is what the
+    /// filter does once it knows the hop; what it does before is tests/mesh_defaults.rs'.
+    pub fn learn(&self, shows: &str) {
+        let r = self.get("/learn-the-hop", &[]);
+        assert_eq!(r.status, 200, "the learning request");
+        self.envoy
+            .wait_for_log(&format!("this hop: {shows} "), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         let raw: Vec<(&[u8], &[u8])> = headers
             .iter()

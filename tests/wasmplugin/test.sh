@@ -73,7 +73,7 @@ expect accept "the commented targetRefs alternative (selector removed) is valid"
 f="$(variant overrides -e '/^    # workload:/,/^    #   pod:/{s/^    # workload:/    workload:/;s/^    #   \([a-z_]*\): /      \1: /}')"
 expect accept "the commented workload overrides, uncommented, pass check-config" plugin_config_ok "$f"
 # export is for hops without Envoy's tracer: uncommented together with tracer: none.
-f="$(variant export -e 's/^    tracer: envoy/    tracer: none/' \
+f="$(variant export -e 's/^    # tracer: auto/    tracer: none/' \
   -e '/^    # export:/,/^    #   timeout_ms:/{s/^    # export:/    export:/;s/^    #   \([a-z_]*\): /      \1: /}')"
 expect accept "the commented export section, uncommented (tracer: none), passes check-config" plugin_config_ok "$f"
 
@@ -102,8 +102,8 @@ expect reject "broken: duplicate key spec.phase" validate check "$f"
 f="$(variant both-targets -e 's/^  # targetRefs:/  targetRefs:/' -e 's/^  # - kind: Gateway/  - kind: Gateway/' \
   -e 's/^  #   \(group\|name\): /    \1: /')"
 expect reject "broken: selector and targetRefs together (Istio's rule)" validate check "$f"
-f="$(variant config-typo -e 's/^    sampling_percent:/    sampling:/')"
+f="$(variant config-typo -e 's/^    new_trace_sampling:/    sampling:/')"
 expect accept "broken pluginConfig field 'sampling': the CRD cannot see it (pluginConfig is free-form)" validate check "$f"
 expect reject "broken pluginConfig field 'sampling': check-config rejects it" plugin_config_ok "$f"
-f="$(variant config-value -e 's/^    tracer: envoy/    tracer: jaeger/')"
+f="$(variant config-value -e 's/^    # tracer: auto/    tracer: jaeger/')"
 expect reject "broken pluginConfig value tracer: jaeger: check-config rejects it" plugin_config_ok "$f"

@@ -16,8 +16,9 @@ use std::hint::black_box;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use trace_inject::decision::{decide, Mode};
+use trace_inject::decision::{decide, Circumstances};
 use trace_inject::headers::TraceHeaders;
+use trace_inject::hop::Hop;
 use trace_inject::ids::IdSource;
 use trace_inject::settings::Settings;
 
@@ -60,8 +61,13 @@ impl IdSource for SplitMix {
 
 fn per_request(headers: &[(&'static str, &'static [u8])], cfg: &Settings, ids: &mut impl IdSource) {
     let h = TraceHeaders::collect(black_box(headers).iter().copied());
-    let d = decide(&h, cfg, Mode::Plain { own_span: false }, true, ids);
-    let response = d.report.map(|t| t.to_hex32());
+    let at = Circumstances {
+        hop: Hop::Plain,
+        exporting: false,
+        trusted: true,
+    };
+    let d = decide(&h, cfg, at, ids);
+    let response = d.told_trace_id.map(|t| t.to_hex32());
     black_box((&d, &response));
 }
 
