@@ -11,6 +11,7 @@
 //!
 //! The servers listen on 127.0.0.1 only; only the trace viewer may talk to another host.
 
+mod chunked;
 pub mod collector;
 pub mod echo;
 pub mod envoy;
