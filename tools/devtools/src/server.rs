@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 /// Limits that keep a broken or hostile client from eating the machine's memory.
@@ -193,15 +193,39 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, handler: Handler, nam
         if let Ok(clone) = stream.try_clone() {
             shared.conns.lock().unwrap().insert(id, clone);
         }
-        let (sh, h) = (shared.clone(), handler.clone());
-        let spawned = std::thread::Builder::new()
+        // Moved into the thread; dropped with the closure if the thread cannot be spawned.
+        let registered = Registered {
+            shared: shared.clone(),
+            id,
+        };
+        let h = handler.clone();
+        let _ = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                let _registered = registered;
                 let _ = serve_connection(stream, &h);
-                sh.conns.lock().unwrap().remove(&id);
             });
-        if spawned.is_err() {
-            shared.conns.lock().unwrap().remove(&id);
+    }
+}
+
+/// A connection's entry in `Shared::conns`, removed when its thread ends, by return or by a
+/// handler's panic: the clone kept there would otherwise hold the socket open, and the client
+/// would wait for an answer or a close that never comes.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let conn = self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+        if let Some(c) = conn {
+            let _ = c.shutdown(Shutdown::Both);
         }
     }
 }
@@ -570,6 +594,17 @@ mod tests {
             .unwrap();
         let answer = answer_until_closed(client).expect("answered and closed");
         assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+        assert!(forgets_its_connections(&server), "the connection leaked");
+    }
+
+    #[test]
+    fn a_handler_that_panics_closes_its_connection() {
+        let (server, mut client) = serve(Arc::new(|_: &Request| -> Reply {
+            panic!("a handler's bug (this test's own panic)")
+        }));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let answer = answer_until_closed(client).expect("closed, not left open");
+        assert_eq!(answer, "", "no answer, but a close");
         assert!(forgets_its_connections(&server), "the connection leaked");
     }
 
