@@ -9,6 +9,7 @@
 //!         error=true  upstream_cluster=back
 //! ```
 
+use crate::term::escape;
 use crate::zipkin::Span;
 use std::collections::{BTreeSet, HashMap};
 
@@ -54,7 +55,8 @@ pub fn render_traces(traces: &[Vec<Span>], color: bool) -> String {
 
 /// Renders one trace: a header line, then one line per span as a tree by `parentId`, each
 /// span's tags (sorted, `key=value`, several to a line) and annotations on the indented lines
-/// below it.
+/// below it. Every string of a span is printed through [`escape`]: the spans are whoever
+/// posted them.
 pub fn render_trace(spans: &[Span], color: bool) -> String {
     let st = if color { &ANSI } else { &PLAIN };
     let mut out = String::new();
@@ -79,7 +81,7 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
         format!(
             "{}trace {}{}",
             st.bold,
-            ids.into_iter().collect::<Vec<_>>().join("+"),
+            escape(&ids.into_iter().collect::<Vec<_>>().join("+")),
             st.reset
         ),
         format!(
@@ -93,7 +95,7 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
         header.push(format_timestamp(s));
     }
     if !services.is_empty() {
-        header.push(services.join(", "));
+        header.push(escape(&services.join(", ")).into_owned());
     }
     out += &header.join(" · ");
     out.push('\n');
@@ -188,26 +190,32 @@ impl<'a> Tree<'a> {
         }
         seen[i] = true;
         let s = &self.spans[i];
+        // Every string of a span is the poster's: escaped before it reaches the terminal.
         let mut line = format!(
             "{first}{}{}{}  {}  {}{}{}",
             st.service,
-            s.service_name().unwrap_or("?"),
+            escape(s.service_name().unwrap_or("?")),
             st.reset,
-            s.name.as_deref().unwrap_or("?"),
+            escape(s.name.as_deref().unwrap_or("?")),
             st.duration,
             s.duration.map_or("? ms".to_string(), ms),
             st.reset,
         );
         if let Some(k) = &s.kind {
-            line += &format!("  {k}");
+            line += &format!("  {}", escape(k));
         }
         if let Some(r) = s.remote_service_name() {
-            line += &format!("  -> {r}");
+            line += &format!("  -> {}", escape(r));
         }
-        line += &format!("  {}span {}{}", st.dim, s.id, st.reset);
+        line += &format!("  {}span {}{}", st.dim, escape(&s.id), st.reset);
         if self.parent[i].is_none() {
             if let Some(p) = &s.parent_id {
-                line += &format!("  {}(parent {p} not received){}", st.dim, st.reset);
+                line += &format!(
+                    "  {}(parent {} not received){}",
+                    st.dim,
+                    escape(p),
+                    st.reset
+                );
             }
         }
         if s.tag("error").is_some() {
@@ -223,7 +231,7 @@ impl<'a> Tree<'a> {
         let mut line = String::new();
         let mut width = 0;
         for (k, v) in &s.tags {
-            let v = v.replace('\n', "\\n");
+            let (k, v) = (escape(k), escape(v));
             let w = k.chars().count() + 1 + v.chars().count();
             if width > 0 && width + 2 + w > TAG_LINE_WIDTH {
                 out.push_str(&format!("{detail}{line}\n"));
@@ -246,7 +254,9 @@ impl<'a> Tree<'a> {
             };
             out.push_str(&format!(
                 "{detail}{}@{at}{} {}\n",
-                st.dim, st.reset, a.value
+                st.dim,
+                st.reset,
+                escape(&a.value)
             ));
         }
         let unseen: Vec<usize> = kids.iter().copied().filter(|k| !seen[*k]).collect();
@@ -435,6 +445,36 @@ front  localhost:18000  2.191 ms  SERVER  span 2b9d8bdb9efb1e3b
         let coloured = render_trace(&[bare], true);
         assert!(coloured.contains("\x1b[1;36m?\x1b[0m"), "{coloured:?}");
         assert_eq!(render_traces(&[], false), "");
+    }
+
+    #[test]
+    fn strings_from_the_collector_are_escaped() {
+        let esc = "\x1b]0;owned\x07\x1b[2J";
+        let mut s = span("a1\x1b[1A", Some("ff\u{202e}"), esc, "name\u{9b}31m", T0, 5);
+        s.trace_id = "463a\x1b[K".into();
+        s.kind = Some("SERVER\x1b[8m".into());
+        s.remote_endpoint = Some(Endpoint {
+            service_name: Some("db\u{2066}".into()),
+            ..Endpoint::default()
+        });
+        s.tags
+            .insert("k\x1b[31m".into(), "v\u{202e}txt.exe\r\x7f".into());
+        s.annotations.push(Annotation {
+            timestamp: T0 + 1,
+            value: "a\u{85}\x00".into(),
+        });
+        let text = render_trace(&[s], false);
+        let want = "\
+trace 463a\\u{1b}[K · 1 span · 0.005 ms · 2023-11-14 22:13:20.000 UTC · \\u{1b}]0;owned\\u{7}\\u{1b}[2J
+\\u{1b}]0;owned\\u{7}\\u{1b}[2J  name\\u{9b}31m  0.005 ms  SERVER\\u{1b}[8m  -> db\\u{2066}  span a1\\u{1b}[1A  (parent ff\\u{202e} not received)
+    k\\u{1b}[31m=v\\u{202e}txt.exe\\r\\u{7f}
+    @+0.001 ms a\\u{85}\\u{0}
+";
+        assert_eq!(text, want, "\n{text}");
+        // In colour, the only escapes are the viewer's own.
+        let coloured = render_trace(&[span("b2", None, "svc\x1b[0m", "n", T0, 1)], true);
+        assert!(!coloured.contains("\x1b[0m\x1b[0m"), "{coloured:?}");
+        assert!(coloured.contains("svc\\u{1b}[0m"), "{coloured:?}");
     }
 
     #[test]
