@@ -16,6 +16,11 @@ use std::collections::{BTreeSet, HashMap};
 /// Tags are packed into lines up to this many characters (after the tree's indentation).
 const TAG_LINE_WIDTH: usize = 100;
 
+/// Levels of nesting shown; the spans below are counted on one line. Real traces are a few
+/// dozen levels deep; a broken or hostile collector can send a parent chain as long as the
+/// trace, which shown whole would be 100,000 lines indented by up to 400,000 characters each.
+const MAX_DEPTH: usize = 64;
+
 /// Terminal styles; all empty when colour is off.
 struct Style {
     bold: &'static str,
@@ -103,11 +108,13 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
     let tree = Tree::new(spans);
     let mut seen = vec![false; spans.len()];
     for root in tree.roots() {
-        tree.render(root, "", "", st, &mut seen, &mut out);
+        tree.render(root, st, &mut seen, &mut out);
     }
     // Whatever a parent cycle kept unreachable still gets shown.
-    while let Some(i) = seen.iter().position(|s| !s) {
-        tree.render(i, "", "", st, &mut seen, &mut out);
+    for i in 0..spans.len() {
+        if !seen[i] {
+            tree.render(i, st, &mut seen, &mut out);
+        }
     }
     out
 }
@@ -175,20 +182,66 @@ impl<'a> Tree<'a> {
         r
     }
 
-    /// `first`: the prefix of the span's own line; `rest`: the prefix of everything below it.
-    fn render(
-        &self,
-        i: usize,
-        first: &str,
-        rest: &str,
-        st: &Style,
-        seen: &mut [bool],
-        out: &mut String,
-    ) {
-        if seen[i] {
-            return;
+    /// Renders the spans under `root` not yet `seen`, depth first, with a stack of its own: a
+    /// parent chain can be as long as the trace. Below [`MAX_DEPTH`] levels, spans are counted.
+    fn render(&self, root: usize, st: &Style, seen: &mut [bool], out: &mut String) {
+        // (span, prefix of its own line, prefix of everything below it, depth)
+        let mut stack = vec![(root, String::new(), String::new(), 0)];
+        while let Some((i, first, rest, depth)) = stack.pop() {
+            if seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            self.render_span(i, &first, &rest, st, out);
+            let unseen: Vec<usize> = self.children[i]
+                .iter()
+                .copied()
+                .filter(|k| !seen[*k])
+                .collect();
+            if unseen.is_empty() {
+                continue;
+            }
+            if depth + 1 == MAX_DEPTH {
+                let hidden = self.hide_below(i, seen);
+                out.push_str(&format!(
+                    "{rest}└── {}… {hidden} more span{} nested deeper than {MAX_DEPTH} levels, \
+                     not shown{}\n",
+                    st.dim,
+                    if hidden == 1 { "" } else { "s" },
+                    st.reset
+                ));
+                continue;
+            }
+            // Pushed last to first: the first child is rendered next.
+            for (n, k) in unseen.iter().enumerate().rev() {
+                let (f, r) = if n + 1 == unseen.len() {
+                    ("└── ", "    ")
+                } else {
+                    ("├── ", "│   ")
+                };
+                stack.push((*k, format!("{rest}{f}"), format!("{rest}{r}"), depth + 1));
+            }
         }
-        seen[i] = true;
+    }
+
+    /// Marks every span under `i` not yet seen as seen; returns how many there were.
+    fn hide_below(&self, i: usize, seen: &mut [bool]) -> usize {
+        let mut hidden = 0;
+        let mut stack = vec![i];
+        while let Some(p) = stack.pop() {
+            for k in &self.children[p] {
+                if !seen[*k] {
+                    seen[*k] = true;
+                    hidden += 1;
+                    stack.push(*k);
+                }
+            }
+        }
+        hidden
+    }
+
+    /// One span: its line (`first` before it) and its tags and annotations (`rest` before them).
+    fn render_span(&self, i: usize, first: &str, rest: &str, st: &Style, out: &mut String) {
         let s = &self.spans[i];
         // Every string of a span is the poster's: escaped before it reaches the terminal.
         let mut line = format!(
@@ -258,23 +311,6 @@ impl<'a> Tree<'a> {
                 st.reset,
                 escape(&a.value)
             ));
-        }
-        let unseen: Vec<usize> = kids.iter().copied().filter(|k| !seen[*k]).collect();
-        for (n, k) in unseen.iter().enumerate() {
-            let last = n + 1 == unseen.len();
-            let (f, r) = if last {
-                ("└── ", "    ")
-            } else {
-                ("├── ", "│   ")
-            };
-            self.render(
-                *k,
-                &format!("{rest}{f}"),
-                &format!("{rest}{r}"),
-                st,
-                seen,
-                out,
-            );
         }
     }
 }
@@ -475,6 +511,63 @@ trace 463a\\u{1b}[K · 1 span · 0.005 ms · 2023-11-14 22:13:20.000 UTC · \\u{
         let coloured = render_trace(&[span("b2", None, "svc\x1b[0m", "n", T0, 1)], true);
         assert!(!coloured.contains("\x1b[0m\x1b[0m"), "{coloured:?}");
         assert!(coloured.contains("svc\\u{1b}[0m"), "{coloured:?}");
+    }
+
+    /// `n` spans, each the parent of the next: span `i` has id `i + 1`, in hex.
+    fn chain(n: usize) -> Vec<Span> {
+        (0..n)
+            .map(|i| {
+                let parent = (i > 0).then(|| format!("{i:016x}"));
+                span(
+                    &format!("{:016x}", i + 1),
+                    parent.as_deref(),
+                    "s",
+                    "n",
+                    T0,
+                    1,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_100k_deep_parent_chain_is_shown_to_a_bounded_depth() {
+        let text = render_trace(&chain(100_000), false);
+        let lines: Vec<&str> = text.lines().collect();
+        // The header, MAX_DEPTH spans, then one line for the rest.
+        assert_eq!(lines.len(), 1 + MAX_DEPTH + 1, "{}", &text[..2000]);
+        let indent = (MAX_DEPTH - 1) * 4;
+        assert!(lines[MAX_DEPTH].starts_with(&format!("{}└── s  n", " ".repeat(indent - 4))));
+        assert_eq!(
+            lines[MAX_DEPTH + 1],
+            format!(
+                "{}└── … {} more spans nested deeper than {MAX_DEPTH} levels, not shown",
+                " ".repeat(indent),
+                100_000 - MAX_DEPTH
+            )
+        );
+    }
+
+    #[test]
+    fn a_100k_span_cycle_and_50k_small_ones_are_each_shown_once() {
+        // The chain with its first span's parent the last: no root, one cycle.
+        let mut spans = chain(100_000);
+        spans[0].parent_id = Some(format!("{:016x}", 100_000));
+        let text = render_trace(&spans, false);
+        assert!(text.ends_with(&format!(
+            "{} more spans nested deeper than 64 levels, not shown\n",
+            100_000 - MAX_DEPTH
+        )));
+        assert_eq!(text.lines().count(), 1 + MAX_DEPTH + 1);
+        // 50,000 two-span cycles: 100,000 lines, each span once.
+        let spans: Vec<Span> = (0..100_000u64)
+            .map(|i| {
+                let (id, parent) = (format!("{:016x}", i + 1), format!("{:016x}", (i ^ 1) + 1));
+                span(&id, Some(&parent), "s", "n", T0, 1)
+            })
+            .collect();
+        let text = render_trace(&spans, false);
+        assert_eq!(text.lines().count(), 1 + 100_000);
     }
 
     #[test]
