@@ -71,7 +71,8 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
     let start = spans.iter().filter_map(|s| s.timestamp).min();
     let end = spans
         .iter()
-        .filter_map(|s| Some(s.timestamp? + s.duration.unwrap_or(0)))
+        // Saturating: timestamp and duration are whatever the poster wrote, up to 2^64 - 1.
+        .filter_map(|s| Some(s.timestamp?.saturating_add(s.duration.unwrap_or(0))))
         .max();
     let mut services: Vec<&str> = Vec::new();
     for s in spans {
@@ -568,6 +569,16 @@ trace 463a\\u{1b}[K · 1 span · 0.005 ms · 2023-11-14 22:13:20.000 UTC · \\u{
             .collect();
         let text = render_trace(&spans, false);
         assert_eq!(text.lines().count(), 1 + 100_000);
+    }
+
+    #[test]
+    fn times_near_the_end_of_u64_do_not_overflow() {
+        let late = span("a1", None, "s", "n", u64::MAX - 1, u64::MAX);
+        let text = render_trace(&[late], false);
+        assert!(
+            text.starts_with("trace 463ac35c9f6413ad · 1 span · 0.001 ms · "),
+            "{text}"
+        );
     }
 
     #[test]
