@@ -9,21 +9,6 @@ use std::time::Duration;
 const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
 const S: &str = "a2fb4a1d1a96d312";
 
-fn wait_lines(envoy: &Envoy, n: usize) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    wait_until(Duration::from_secs(5), || {
-        lines = json_log_lines(&envoy.log());
-        lines.len() >= n
-    });
-    assert!(
-        lines.len() >= n,
-        "expected {n} JSON log lines, got {}: {}",
-        lines.len(),
-        envoy.log()
-    );
-    lines
-}
-
 #[test]
 fn istio_sidecar_log_lines_span_tags_and_counters() {
     // As an Istio sidecar runs Envoy: warning level, with the component log level the README's
@@ -56,9 +41,13 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
         assert_eq!(r.status, 200);
         told.push((r.header("x-trace-id").expect("x-trace-id"), hop.upstream()));
     }
-    let lines = wait_lines(&hop.envoy, 3);
-    for (((context, _, path), (trace_id, upstream)), line) in requests.iter().zip(&told).zip(&lines)
-    {
+    for ((context, _, path), (trace_id, upstream)) in requests.iter().zip(&told) {
+        // Each request's own line, by its path (unique here): the line may come later than
+        // the answer, and later than the lines of the requests before it.
+        let logged = path.split('?').next().unwrap();
+        let line = wait_log_line(&hop.envoy, &format!("for {logged}"), |l| {
+            l["path"] == logged
+        });
         assert_eq!(line["context"], *context, "{line}");
         assert_eq!(
             line["trace_id"],
@@ -79,11 +68,7 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
         assert_eq!(line["mesh"], "cluster.local");
         assert_eq!(line["pod"], "backend-v1-7d9f8c-abcde");
         assert_eq!(line["method"], "GET");
-        assert_eq!(
-            line["path"],
-            path.split('?').next().unwrap(),
-            "no query string by default"
-        );
+        assert_eq!(line["path"], logged, "no query string by default");
         assert_eq!(line["status"], 200);
         assert_eq!(line["upstream_cluster"], "echo");
         let ms = line["duration_ms"].as_f64().expect("duration_ms");
@@ -154,7 +139,7 @@ fn without_node_metadata_the_fallbacks_apply() {
     .expect("Envoy");
     let port = envoy.port();
     let r = http::request(port, "GET", "/a?b=c", &[]).unwrap();
-    let line = &wait_lines(&envoy, 1)[0];
+    let line = wait_log_line(&envoy, "for /a?b=c", |l| l["path"] == "/a?b=c");
     assert_eq!(line["service"], "frontend.default");
     assert_eq!(line["workload"], "frontend-1");
     assert_eq!(line["pod"], "frontend-1");
@@ -177,8 +162,8 @@ fn without_node_metadata_the_fallbacks_apply() {
     .start()
     .expect("Envoy");
     let port = envoy.port();
-    http::request(port, "GET", "/", &[]).unwrap();
-    let line = &wait_lines(&envoy, 1)[0];
+    let r = http::request(port, "GET", "/", &[]).unwrap();
+    let line = log_line_of(&envoy, &r.header("x-trace-id").expect("x-trace-id"));
     assert_eq!(line["service"], "edge");
     assert_eq!(line["version"], "2024.1");
     assert_eq!(line["namespace"], "unknown");

@@ -61,25 +61,6 @@ fn caller_trace(headers: &[(&str, String)]) -> String {
     panic!("no trace id in {headers:?}")
 }
 
-/// The filter's JSON log lines, once there are at least `n` (they are written in `on_log`).
-fn log_lines(envoy: &Envoy, n: usize) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    let found = wait_until(Duration::from_secs(5), || {
-        lines = json_log_lines(&envoy.log());
-        lines.len() >= n
-    });
-    assert!(found, "want {n} JSON log lines, have {}", lines.len());
-    lines
-}
-
-/// The log line whose `trace_id` is `trace`.
-fn line_for<'a>(lines: &'a [serde_json::Value], trace: &str) -> &'a serde_json::Value {
-    lines
-        .iter()
-        .find(|l| l["trace_id"] == trace)
-        .unwrap_or_else(|| panic!("no log line with trace_id {trace}: {lines:?}"))
-}
-
 /// Asserts the request was restarted: one new context upstream (sampled per `sampled`), no
 /// trace of the caller's id or debug flag anywhere upstream, the log line correlating both.
 /// Returns the new trace id.
@@ -123,8 +104,7 @@ fn assert_restarted(
             "{what}: b3 {b3}"
         );
     }
-    let lines = log_lines(&hop.envoy, 1);
-    let line = line_for(&lines, &told);
+    let line = log_line_of(&hop.envoy, &told);
     assert_eq!(line["caller_trace_id"], format!("{caller:0>32}"), "{what}");
     assert_eq!(line["restarted"], true, "{what}");
     assert_eq!(line["context"], arrived_as, "{what}: how it arrived");
@@ -152,11 +132,12 @@ fn none_restarts_forced_sampling_and_debug_and_keeps_the_callers_id_for_correlat
         // No context at all is a new trace, not a restart: nothing to correlate.
         let r = hop.get("/", &[]);
         let told = r.header("x-trace-id").expect("x-trace-id");
-        let lines = log_lines(&hop.envoy, inputs.len() + 1);
-        let line = line_for(&lines, &told);
+        let line = log_line_of(&hop.envoy, &told);
         assert_eq!(line["context"], "injected");
         assert!(line.get("caller_trace_id").is_none(), "{line}");
         assert_ne!(line.get("restarted"), Some(&serde_json::Value::Bool(true)));
+        // Not moved, once the tick that counted this request has come.
+        hop.wait_counted(inputs.len() as u64 + 1);
         hop.assert_counter("requests.restarted", inputs.len() as u64);
     }
 }
@@ -242,8 +223,7 @@ fn internal_continues_what_envoy_marks_internal() {
     assert_eq!(ctx.trace_id, T_B3, "continued");
     assert!(ctx.sampled);
     assert_eq!(up.header("x-b3-spanid"), Some(S_B3), "propagated unchanged");
-    let lines = log_lines(&hop.envoy, 1);
-    let line = line_for(&lines, T_B3);
+    let line = log_line_of(&hop.envoy, T_B3);
     assert_eq!(line["context"], "b3");
     assert!(line.get("caller_trace_id").is_none(), "{line}");
     assert_eq!(
@@ -455,6 +435,8 @@ fn internal_continues_a_caller_that_presents_a_client_certificate() {
         "TLS without a client certificate: restarted"
     );
     assert!(!ctx.sampled, "sampled per sampling_percent (0)");
+    // Both requests counted first: the mTLS one must not have restarted either.
+    wait_counted(&envoy, 2);
     assert_stat(&envoy, "wasmcustom.trace_inject.requests.restarted", 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -548,8 +530,7 @@ fn deferred_new_trace_is_sampled_by_the_next_tracer_at_100_percent() {
             Some("1"),
             "{option}: B decided"
         );
-        let lines = log_lines(&a, 1);
-        line_for(&lines, &told);
+        log_line_of(&a, &told);
     }
 }
 
@@ -582,7 +563,8 @@ fn deferred_new_trace_is_not_sampled_by_the_next_tracer_at_0_percent() {
             b.collector.trace(&told).is_empty(),
             "{option}: not sampled at 0 %"
         );
-        log_lines(&a, 2);
+        log_line_of(&a, &told);
+        log_line_of(&a, T_B3);
     }
 }
 
@@ -600,10 +582,7 @@ fn empty_outputs_let_no_trace_header_leave() {
         ("tracestate", "vendor=internal".to_string()),
     ];
     let h: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    for (i, (what, headers)) in [("every trace header", &h[..]), ("none", &[][..])]
-        .into_iter()
-        .enumerate()
-    {
+    for (what, headers) in [("every trace header", &h[..]), ("none", &[][..])] {
         let r = hop.get("/", headers);
         assert_eq!(r.status, 200, "{what}");
         let told = r
@@ -619,8 +598,7 @@ fn empty_outputs_let_no_trace_header_leave() {
                 up.headers
             );
         }
-        let lines = log_lines(&hop.envoy, i + 1);
-        line_for(&lines, &told);
+        log_line_of(&hop.envoy, &told);
     }
 }
 
@@ -648,8 +626,7 @@ fn by_default_incoming_contexts_are_continued_as_before() {
         None,
         "x-b3-flags implies sampled"
     );
-    let lines = log_lines(&hop.envoy, 1);
-    let line = line_for(&lines, T_B3);
+    let line = log_line_of(&hop.envoy, T_B3);
     assert!(line.get("caller_trace_id").is_none(), "{line}");
     assert_eq!(
         settled_stat(&hop.envoy, "wasmcustom.trace_inject.requests.restarted"),

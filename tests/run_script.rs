@@ -17,6 +17,8 @@ const DEVTOOLS: &str = "target/release/trace-inject-devtools";
 struct Run {
     child: Child,
     out: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr into `out`: done at EOF.
+    readers: Vec<std::thread::JoinHandle<()>>,
     ports: Ports,
     edge_port: u16,
 }
@@ -76,12 +78,13 @@ impl Run {
             .spawn()
             .expect("spawn scripts/run.sh");
         let out = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let out = Arc::clone(&out);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut stream = stream;
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf) {
@@ -92,11 +95,12 @@ impl Run {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-            });
+            }));
         }
         Run {
             child,
             out,
+            readers,
             ports,
             edge_port,
         }
@@ -126,8 +130,12 @@ impl Run {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // The reader threads finish at EOF, shortly after the exit.
-                std::thread::sleep(Duration::from_millis(200));
+                // All it printed is in once the readers reach EOF, shortly after the exit (or
+                // never, if a process it started kept the pipes open: then after 5 s).
+                let eof = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < eof && !self.readers.iter().all(|r| r.is_finished()) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return (status.code().unwrap_or(-1), self.output());
             }
             if start.elapsed() > timeout {

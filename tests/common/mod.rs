@@ -214,6 +214,34 @@ pub fn json_log_lines(log: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The filter's JSON log line for which `matches` holds (`what` names it in the panic), once
+/// Envoy has written it. The filter logs in `on_log`, after the answer has left, and Envoy
+/// flushes its log file every 50 ms: right after a request its line may be missing while the
+/// lines of earlier requests are there. So wait for the request's own line (its trace id, a
+/// unique path), never for a count of lines earlier requests can already reach. Panics after
+/// 10 s with the lines there are.
+pub fn wait_log_line(
+    envoy: &Envoy,
+    what: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut lines = Vec::new();
+    let mut found = None;
+    wait_until(Duration::from_secs(10), || {
+        lines = json_log_lines(&envoy.log());
+        found = lines.iter().find(|l| matches(l)).cloned();
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no JSON log line {what} after 10 s; the lines: {lines:#?}"))
+}
+
+/// [`wait_log_line`]: the line whose `trace_id` is `trace`.
+pub fn log_line_of(envoy: &Envoy, trace: &str) -> serde_json::Value {
+    wait_log_line(envoy, &format!("with trace_id {trace}"), |l| {
+        l["trace_id"] == trace
+    })
+}
+
 /// `examples/envoy.yaml`: a hop with no tracer, which its configuration says as the example's
 /// does ([`builder`] adds `"tracer": "none"` where `plugin_config` names no tracer; pass
 /// `"tracer": "auto"` to test the filter learning the hop).

@@ -32,6 +32,7 @@ use crate::otlp;
 // lost (seen in CI: otel_tracer's gateway test; Envoy's debug log showed the requests sent and
 // never answered).
 use crate::server::{Reply, Request, Server};
+use crate::term::escape;
 use crate::zipkin::{self, Span, TraceQuery};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -333,9 +334,11 @@ fn post_spans(state: &State, req: &Request) -> Reply {
         Ok(s) => s,
         Err(e) => {
             if state.log.load(Ordering::Relaxed) {
+                // The reason may quote the body: escaped for the terminal.
                 eprintln!(
-                    "collector: rejected a POST of {} bytes: {e}",
-                    req.body.len()
+                    "collector: rejected a POST of {} bytes: {}",
+                    req.body.len(),
+                    escape(&e)
                 );
             }
             return Reply::text(400, e + "\n");
@@ -365,9 +368,11 @@ fn post_otlp(state: &State, req: &Request) -> Reply {
         Ok(s) => s,
         Err(e) => {
             if state.log.load(Ordering::Relaxed) {
+                // The reason may quote the body: escaped for the terminal.
                 eprintln!(
-                    "collector: rejected an OTLP POST of {} bytes: {e}",
-                    req.body.len()
+                    "collector: rejected an OTLP POST of {} bytes: {}",
+                    req.body.len(),
+                    escape(&e)
                 );
             }
             return Reply::text(400, e + "\n");

@@ -2,6 +2,7 @@
 //! curl) sees exactly which headers the filter and Envoy forwarded.
 
 use crate::server::{Reply, Request, Server};
+use crate::term::escape;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io;
@@ -121,6 +122,16 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The line logged per request (`make run` shows it): the request line is the caller's, escaped.
+fn log_line(rec: &RecordedRequest, status: u16) -> String {
+    format!(
+        "echo: {} {} -> {status} ({} headers)",
+        escape(&rec.method),
+        escape(&rec.path),
+        rec.headers.len()
+    )
+}
+
 fn handle(state: &State, req: &Request) -> Reply {
     let rec = RecordedRequest {
         method: req.method.clone(),
@@ -133,13 +144,7 @@ fn handle(state: &State, req: &Request) -> Reply {
     };
     let status = status_from_path(req.path());
     if state.log.load(Ordering::Relaxed) {
-        let s = status.as_ref().map_or(400, |s| *s);
-        eprintln!(
-            "echo: {} {} -> {s} ({} headers)",
-            rec.method,
-            rec.path,
-            rec.headers.len()
-        );
+        eprintln!("{}", log_line(&rec, status.as_ref().map_or(400, |s| *s)));
     }
     let body = serde_json::to_value(&rec).expect("strings always serialise");
     {
@@ -186,6 +191,19 @@ fn status_from_path(path: &str) -> Result<u16, String> {
 mod tests {
     use super::*;
     use crate::http::request;
+
+    #[test]
+    fn the_log_line_escapes_the_request_line() {
+        let rec = RecordedRequest {
+            method: "GET\x1b[2J".into(),
+            path: "/\u{202e}fdp.exe\x07".into(),
+            headers: vec![("host".into(), "x".into())],
+        };
+        assert_eq!(
+            log_line(&rec, 200),
+            "echo: GET\\u{1b}[2J /\\u{202e}fdp.exe\\u{7} -> 200 (1 headers)"
+        );
+    }
 
     #[test]
     fn echoes_raw_headers_in_order_with_repeats() {

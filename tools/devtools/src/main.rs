@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use trace_inject_devtools::{http, tree, zipkin, Collector, EchoServer, Span};
+use trace_inject_devtools::{http, term, tree, zipkin, Collector, EchoServer, Span};
 
 const USAGE: &str = "\
 usage: trace-inject-devtools <command> [options]
@@ -165,11 +165,13 @@ fn traces(args: &[String]) -> Result<(), String> {
                 .map(Some)
                 .map_err(|e| format!("GET {url}: not JSON: {e}")),
             404 => Ok(None),
-            s => Err(format!("GET {url}: {s} {}", r.text().trim())),
+            // The collector's words, maybe a remote one's: escaped like the spans.
+            s => Err(format!("GET {url}: {s} {}", term::escape(r.text().trim()))),
         }
     };
     let decode = |v: serde_json::Value| -> Result<Vec<Span>, String> {
-        serde_json::from_value(v).map_err(|e| format!("unexpected span JSON: {e}"))
+        serde_json::from_value(v)
+            .map_err(|e| format!("unexpected span JSON: {}", term::escape(&e.to_string())))
     };
 
     let mut traces: Vec<Vec<Span>> = Vec::new();

@@ -7,11 +7,12 @@
 //! behind the idle keep-alive connections Envoy holds to the collector (an export request
 //! unanswered for 5 s, its span lost). A thread per connection has neither problem.
 
+use crate::chunked::{read_chunked, ChunkedError};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 /// Limits that keep a broken or hostile client from eating the machine's memory.
@@ -192,15 +193,39 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, handler: Handler, nam
         if let Ok(clone) = stream.try_clone() {
             shared.conns.lock().unwrap().insert(id, clone);
         }
-        let (sh, h) = (shared.clone(), handler.clone());
-        let spawned = std::thread::Builder::new()
+        // Moved into the thread; dropped with the closure if the thread cannot be spawned.
+        let registered = Registered {
+            shared: shared.clone(),
+            id,
+        };
+        let h = handler.clone();
+        let _ = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                let _registered = registered;
                 let _ = serve_connection(stream, &h);
-                sh.conns.lock().unwrap().remove(&id);
             });
-        if spawned.is_err() {
-            shared.conns.lock().unwrap().remove(&id);
+    }
+}
+
+/// A connection's entry in `Shared::conns`, removed when its thread ends, by return or by a
+/// handler's panic: the clone kept there would otherwise hold the socket open, and the client
+/// would wait for an answer or a close that never comes.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let conn = self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+        if let Some(c) = conn {
+            let _ = c.shutdown(Shutdown::Both);
         }
     }
 }
@@ -239,6 +264,16 @@ enum ReadError {
 impl From<io::Error> for ReadError {
     fn from(e: io::Error) -> Self {
         ReadError::Io(e)
+    }
+}
+
+impl From<ChunkedError> for ReadError {
+    fn from(e: ChunkedError) -> Self {
+        match e {
+            ChunkedError::TooLarge => bad(413, "body too large"),
+            ChunkedError::Malformed(why) => bad(400, why),
+            ChunkedError::Io(e) => ReadError::Io(e),
+        }
     }
 }
 
@@ -359,51 +394,13 @@ fn read_request(r: &mut impl BufRead, w: &mut impl Write) -> Result<Option<Reque
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     if chunked {
-        req.body = read_chunked(r)?;
+        req.body = read_chunked(r, MAX_BODY_BYTES)?;
     } else if let Some(n) = length {
         let mut body = vec![0; n];
         r.read_exact(&mut body)?;
         req.body = body;
     }
     Ok(Some(req))
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(r, 4096)?;
-        let size_text = String::from_utf8_lossy(trim_crlf(&line)).into_owned();
-        // Chunk extensions (`;name=value`) carry nothing we need.
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(size_text, 16).map_err(|_| bad(400, "malformed chunk size"))?;
-        if size == 0 {
-            break;
-        }
-        if body.len() + size > MAX_BODY_BYTES {
-            return Err(bad(413, "body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        let mut crlf = [0; 2];
-        r.read_exact(&mut crlf)?;
-        if &crlf != b"\r\n" {
-            return Err(bad(400, "chunk not followed by CRLF"));
-        }
-    }
-    // Trailer fields, up to the empty line: ignored.
-    let mut budget = MAX_HEAD_BYTES;
-    loop {
-        let line = read_line(r, budget)?;
-        if line.is_empty() {
-            return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
-        }
-        budget -= line.len();
-        if trim_crlf(&line).is_empty() {
-            return Ok(body);
-        }
-    }
 }
 
 /// Whether any `name` header lists `token` (comma-separated, case-insensitive).
@@ -531,6 +528,84 @@ mod tests {
             );
         }
         assert!(matches!(parse(b""), Ok(None)));
+    }
+
+    #[test]
+    fn chunk_sizes_past_the_body_limit_are_refused_with_413() {
+        let post = |chunks: &[u8]| {
+            [
+                &b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+                chunks,
+            ]
+            .concat()
+        };
+        for (chunks, want) in [
+            // After a 1-byte chunk, the total would overflow usize.
+            (&b"1\r\na\r\nffffffffffffffff\r\n"[..], 413),
+            (b"ffffffffffffffff\r\n", 413),
+            (b"4000001\r\n", 413),
+            // More than 64 bits of size.
+            (b"1ffffffffffffffff\r\n", 400),
+        ] {
+            let status = match parse(&post(chunks)) {
+                Err(ReadError::Bad(status, _)) => Some(status),
+                _ => None,
+            };
+            assert_eq!(status, Some(want), "{:?}", String::from_utf8_lossy(chunks));
+        }
+    }
+
+    /// A server with `handler`, and a client connected to it.
+    fn serve(handler: Handler) -> (Server, TcpStream) {
+        let server = Server::bind("127.0.0.1:0", "test", handler).unwrap();
+        let client = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        (server, client)
+    }
+
+    /// What the server sent until it closed the connection; an error if it did not within 10 s.
+    fn answer_until_closed(mut client: TcpStream) -> io::Result<String> {
+        let mut out = String::new();
+        client.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    fn forgets_its_connections(server: &Server) -> bool {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !server.shared.conns.lock().unwrap().is_empty() {
+            if std::time::Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+
+    #[test]
+    fn an_overflowing_chunk_size_is_answered_413_and_the_connection_closed() {
+        let (server, mut client) = serve(Arc::new(|_: &Request| Reply::text(200, "ok")));
+        client
+            .write_all(
+                b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n\
+                  1\r\na\r\nffffffffffffffff\r\n",
+            )
+            .unwrap();
+        let answer = answer_until_closed(client).expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+        assert!(forgets_its_connections(&server), "the connection leaked");
+    }
+
+    #[test]
+    fn a_handler_that_panics_closes_its_connection() {
+        let (server, mut client) = serve(Arc::new(|_: &Request| -> Reply {
+            panic!("a handler's bug (this test's own panic)")
+        }));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let answer = answer_until_closed(client).expect("closed, not left open");
+        assert_eq!(answer, "", "no answer, but a close");
+        assert!(forgets_its_connections(&server), "the connection leaked");
     }
 
     #[test]

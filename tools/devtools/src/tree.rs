@@ -9,11 +9,17 @@
 //!         error=true  upstream_cluster=back
 //! ```
 
+use crate::term::escape;
 use crate::zipkin::Span;
 use std::collections::{BTreeSet, HashMap};
 
 /// Tags are packed into lines up to this many characters (after the tree's indentation).
 const TAG_LINE_WIDTH: usize = 100;
+
+/// Levels of nesting shown; the spans below are counted on one line. Real traces are a few
+/// dozen levels deep; a broken or hostile collector can send a parent chain as long as the
+/// trace, which shown whole would be 100,000 lines indented by up to 400,000 characters each.
+const MAX_DEPTH: usize = 64;
 
 /// Terminal styles; all empty when colour is off.
 struct Style {
@@ -54,7 +60,8 @@ pub fn render_traces(traces: &[Vec<Span>], color: bool) -> String {
 
 /// Renders one trace: a header line, then one line per span as a tree by `parentId`, each
 /// span's tags (sorted, `key=value`, several to a line) and annotations on the indented lines
-/// below it.
+/// below it. Every string of a span is printed through [`escape`]: the spans are whoever
+/// posted them.
 pub fn render_trace(spans: &[Span], color: bool) -> String {
     let st = if color { &ANSI } else { &PLAIN };
     let mut out = String::new();
@@ -64,7 +71,8 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
     let start = spans.iter().filter_map(|s| s.timestamp).min();
     let end = spans
         .iter()
-        .filter_map(|s| Some(s.timestamp? + s.duration.unwrap_or(0)))
+        // Saturating: timestamp and duration are whatever the poster wrote, up to 2^64 - 1.
+        .filter_map(|s| Some(s.timestamp?.saturating_add(s.duration.unwrap_or(0))))
         .max();
     let mut services: Vec<&str> = Vec::new();
     for s in spans {
@@ -79,7 +87,7 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
         format!(
             "{}trace {}{}",
             st.bold,
-            ids.into_iter().collect::<Vec<_>>().join("+"),
+            escape(&ids.into_iter().collect::<Vec<_>>().join("+")),
             st.reset
         ),
         format!(
@@ -93,7 +101,7 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
         header.push(format_timestamp(s));
     }
     if !services.is_empty() {
-        header.push(services.join(", "));
+        header.push(escape(&services.join(", ")).into_owned());
     }
     out += &header.join(" · ");
     out.push('\n');
@@ -101,11 +109,13 @@ pub fn render_trace(spans: &[Span], color: bool) -> String {
     let tree = Tree::new(spans);
     let mut seen = vec![false; spans.len()];
     for root in tree.roots() {
-        tree.render(root, "", "", st, &mut seen, &mut out);
+        tree.render(root, st, &mut seen, &mut out);
     }
     // Whatever a parent cycle kept unreachable still gets shown.
-    while let Some(i) = seen.iter().position(|s| !s) {
-        tree.render(i, "", "", st, &mut seen, &mut out);
+    for i in 0..spans.len() {
+        if !seen[i] {
+            tree.render(i, st, &mut seen, &mut out);
+        }
     }
     out
 }
@@ -173,41 +183,93 @@ impl<'a> Tree<'a> {
         r
     }
 
-    /// `first`: the prefix of the span's own line; `rest`: the prefix of everything below it.
-    fn render(
-        &self,
-        i: usize,
-        first: &str,
-        rest: &str,
-        st: &Style,
-        seen: &mut [bool],
-        out: &mut String,
-    ) {
-        if seen[i] {
-            return;
+    /// Renders the spans under `root` not yet `seen`, depth first, with a stack of its own: a
+    /// parent chain can be as long as the trace. Below [`MAX_DEPTH`] levels, spans are counted.
+    fn render(&self, root: usize, st: &Style, seen: &mut [bool], out: &mut String) {
+        // (span, prefix of its own line, prefix of everything below it, depth)
+        let mut stack = vec![(root, String::new(), String::new(), 0)];
+        while let Some((i, first, rest, depth)) = stack.pop() {
+            if seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            self.render_span(i, &first, &rest, st, out);
+            let unseen: Vec<usize> = self.children[i]
+                .iter()
+                .copied()
+                .filter(|k| !seen[*k])
+                .collect();
+            if unseen.is_empty() {
+                continue;
+            }
+            if depth + 1 == MAX_DEPTH {
+                let hidden = self.hide_below(i, seen);
+                out.push_str(&format!(
+                    "{rest}└── {}… {hidden} more span{} nested deeper than {MAX_DEPTH} levels, \
+                     not shown{}\n",
+                    st.dim,
+                    if hidden == 1 { "" } else { "s" },
+                    st.reset
+                ));
+                continue;
+            }
+            // Pushed last to first: the first child is rendered next.
+            for (n, k) in unseen.iter().enumerate().rev() {
+                let (f, r) = if n + 1 == unseen.len() {
+                    ("└── ", "    ")
+                } else {
+                    ("├── ", "│   ")
+                };
+                stack.push((*k, format!("{rest}{f}"), format!("{rest}{r}"), depth + 1));
+            }
         }
-        seen[i] = true;
+    }
+
+    /// Marks every span under `i` not yet seen as seen; returns how many there were.
+    fn hide_below(&self, i: usize, seen: &mut [bool]) -> usize {
+        let mut hidden = 0;
+        let mut stack = vec![i];
+        while let Some(p) = stack.pop() {
+            for k in &self.children[p] {
+                if !seen[*k] {
+                    seen[*k] = true;
+                    hidden += 1;
+                    stack.push(*k);
+                }
+            }
+        }
+        hidden
+    }
+
+    /// One span: its line (`first` before it) and its tags and annotations (`rest` before them).
+    fn render_span(&self, i: usize, first: &str, rest: &str, st: &Style, out: &mut String) {
         let s = &self.spans[i];
+        // Every string of a span is the poster's: escaped before it reaches the terminal.
         let mut line = format!(
             "{first}{}{}{}  {}  {}{}{}",
             st.service,
-            s.service_name().unwrap_or("?"),
+            escape(s.service_name().unwrap_or("?")),
             st.reset,
-            s.name.as_deref().unwrap_or("?"),
+            escape(s.name.as_deref().unwrap_or("?")),
             st.duration,
             s.duration.map_or("? ms".to_string(), ms),
             st.reset,
         );
         if let Some(k) = &s.kind {
-            line += &format!("  {k}");
+            line += &format!("  {}", escape(k));
         }
         if let Some(r) = s.remote_service_name() {
-            line += &format!("  -> {r}");
+            line += &format!("  -> {}", escape(r));
         }
-        line += &format!("  {}span {}{}", st.dim, s.id, st.reset);
+        line += &format!("  {}span {}{}", st.dim, escape(&s.id), st.reset);
         if self.parent[i].is_none() {
             if let Some(p) = &s.parent_id {
-                line += &format!("  {}(parent {p} not received){}", st.dim, st.reset);
+                line += &format!(
+                    "  {}(parent {} not received){}",
+                    st.dim,
+                    escape(p),
+                    st.reset
+                );
             }
         }
         if s.tag("error").is_some() {
@@ -223,7 +285,7 @@ impl<'a> Tree<'a> {
         let mut line = String::new();
         let mut width = 0;
         for (k, v) in &s.tags {
-            let v = v.replace('\n', "\\n");
+            let (k, v) = (escape(k), escape(v));
             let w = k.chars().count() + 1 + v.chars().count();
             if width > 0 && width + 2 + w > TAG_LINE_WIDTH {
                 out.push_str(&format!("{detail}{line}\n"));
@@ -246,25 +308,10 @@ impl<'a> Tree<'a> {
             };
             out.push_str(&format!(
                 "{detail}{}@{at}{} {}\n",
-                st.dim, st.reset, a.value
+                st.dim,
+                st.reset,
+                escape(&a.value)
             ));
-        }
-        let unseen: Vec<usize> = kids.iter().copied().filter(|k| !seen[*k]).collect();
-        for (n, k) in unseen.iter().enumerate() {
-            let last = n + 1 == unseen.len();
-            let (f, r) = if last {
-                ("└── ", "    ")
-            } else {
-                ("├── ", "│   ")
-            };
-            self.render(
-                *k,
-                &format!("{rest}{f}"),
-                &format!("{rest}{r}"),
-                st,
-                seen,
-                out,
-            );
         }
     }
 }
@@ -435,6 +482,103 @@ front  localhost:18000  2.191 ms  SERVER  span 2b9d8bdb9efb1e3b
         let coloured = render_trace(&[bare], true);
         assert!(coloured.contains("\x1b[1;36m?\x1b[0m"), "{coloured:?}");
         assert_eq!(render_traces(&[], false), "");
+    }
+
+    #[test]
+    fn strings_from_the_collector_are_escaped() {
+        let esc = "\x1b]0;owned\x07\x1b[2J";
+        let mut s = span("a1\x1b[1A", Some("ff\u{202e}"), esc, "name\u{9b}31m", T0, 5);
+        s.trace_id = "463a\x1b[K".into();
+        s.kind = Some("SERVER\x1b[8m".into());
+        s.remote_endpoint = Some(Endpoint {
+            service_name: Some("db\u{2066}".into()),
+            ..Endpoint::default()
+        });
+        s.tags
+            .insert("k\x1b[31m".into(), "v\u{202e}txt.exe\r\x7f".into());
+        s.annotations.push(Annotation {
+            timestamp: T0 + 1,
+            value: "a\u{85}\x00".into(),
+        });
+        let text = render_trace(&[s], false);
+        let want = "\
+trace 463a\\u{1b}[K · 1 span · 0.005 ms · 2023-11-14 22:13:20.000 UTC · \\u{1b}]0;owned\\u{7}\\u{1b}[2J
+\\u{1b}]0;owned\\u{7}\\u{1b}[2J  name\\u{9b}31m  0.005 ms  SERVER\\u{1b}[8m  -> db\\u{2066}  span a1\\u{1b}[1A  (parent ff\\u{202e} not received)
+    k\\u{1b}[31m=v\\u{202e}txt.exe\\r\\u{7f}
+    @+0.001 ms a\\u{85}\\u{0}
+";
+        assert_eq!(text, want, "\n{text}");
+        // In colour, the only escapes are the viewer's own.
+        let coloured = render_trace(&[span("b2", None, "svc\x1b[0m", "n", T0, 1)], true);
+        assert!(!coloured.contains("\x1b[0m\x1b[0m"), "{coloured:?}");
+        assert!(coloured.contains("svc\\u{1b}[0m"), "{coloured:?}");
+    }
+
+    /// `n` spans, each the parent of the next: span `i` has id `i + 1`, in hex.
+    fn chain(n: usize) -> Vec<Span> {
+        (0..n)
+            .map(|i| {
+                let parent = (i > 0).then(|| format!("{i:016x}"));
+                span(
+                    &format!("{:016x}", i + 1),
+                    parent.as_deref(),
+                    "s",
+                    "n",
+                    T0,
+                    1,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_100k_deep_parent_chain_is_shown_to_a_bounded_depth() {
+        let text = render_trace(&chain(100_000), false);
+        let lines: Vec<&str> = text.lines().collect();
+        // The header, MAX_DEPTH spans, then one line for the rest.
+        assert_eq!(lines.len(), 1 + MAX_DEPTH + 1, "{}", &text[..2000]);
+        let indent = (MAX_DEPTH - 1) * 4;
+        assert!(lines[MAX_DEPTH].starts_with(&format!("{}└── s  n", " ".repeat(indent - 4))));
+        assert_eq!(
+            lines[MAX_DEPTH + 1],
+            format!(
+                "{}└── … {} more spans nested deeper than {MAX_DEPTH} levels, not shown",
+                " ".repeat(indent),
+                100_000 - MAX_DEPTH
+            )
+        );
+    }
+
+    #[test]
+    fn a_100k_span_cycle_and_50k_small_ones_are_each_shown_once() {
+        // The chain with its first span's parent the last: no root, one cycle.
+        let mut spans = chain(100_000);
+        spans[0].parent_id = Some(format!("{:016x}", 100_000));
+        let text = render_trace(&spans, false);
+        assert!(text.ends_with(&format!(
+            "{} more spans nested deeper than 64 levels, not shown\n",
+            100_000 - MAX_DEPTH
+        )));
+        assert_eq!(text.lines().count(), 1 + MAX_DEPTH + 1);
+        // 50,000 two-span cycles: 100,000 lines, each span once.
+        let spans: Vec<Span> = (0..100_000u64)
+            .map(|i| {
+                let (id, parent) = (format!("{:016x}", i + 1), format!("{:016x}", (i ^ 1) + 1));
+                span(&id, Some(&parent), "s", "n", T0, 1)
+            })
+            .collect();
+        let text = render_trace(&spans, false);
+        assert_eq!(text.lines().count(), 1 + 100_000);
+    }
+
+    #[test]
+    fn times_near_the_end_of_u64_do_not_overflow() {
+        let late = span("a1", None, "s", "n", u64::MAX - 1, u64::MAX);
+        let text = render_trace(&[late], false);
+        assert!(
+            text.starts_with("trace 463ac35c9f6413ad · 1 span · 0.001 ms · "),
+            "{text}"
+        );
     }
 
     #[test]

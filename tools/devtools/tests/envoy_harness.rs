@@ -188,7 +188,17 @@ fn real_envoy_through_echo_to_collector() {
     assert_eq!(s.id, seen[2].header("x-b3-spanid").unwrap());
     let all = collector.wait_for_spans(3, Duration::from_secs(15));
     assert_eq!(all.len(), 3);
-    assert!(envoy.stat("tracing.zipkin.reports_sent").unwrap_or(0) >= 1);
+    // Envoy counts a report when the collector's answer arrives, which is after the collector
+    // stored its spans: wait for all three reports (one span each) before reading the others.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let sent = envoy.stat("tracing.zipkin.reports_sent").unwrap_or(0);
+        if sent >= 3 || Instant::now() > deadline {
+            break sent;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(sent, 3, "reports_sent");
     assert_eq!(envoy.stat("tracing.zipkin.reports_failed"), Some(0));
     assert_eq!(envoy.stat("tracing.zipkin.reports_dropped"), Some(0));
 
