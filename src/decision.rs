@@ -406,17 +406,19 @@ fn beside_tracer(
 }
 
 /// Every tracer a hop may run, for the plan while the hop is not known.
-const CANDIDATE_TRACERS: [TracerKind; 3] = [
+const CANDIDATE_TRACERS: [TracerKind; 4] = [
     TracerKind::Zipkin { reads_w3c: false },
     TracerKind::Zipkin { reads_w3c: true },
     TracerKind::OpenTelemetry,
+    TracerKind::Datadog,
 ];
 
 /// Step 3 while the hop is not known: any context the filter wrote would contradict some tracer
 /// (Zipkin rewrites B3 and leaves `traceparent`; OpenTelemetry the other way round), so it writes
-/// none. What the caller sent goes on as it came (only its own context, in canonical form);
-/// malformed headers, formats of another trace and an untrusted caller's headers are removed. The
-/// caller is told a trace id only where every possible hop ends the request in that trace.
+/// none of its own. The caller's context goes on (in canonical form) only where every possible
+/// hop continues it — then the caller is told its trace; elsewhere every trace header goes, so
+/// that no request leaves with two traces (B3 alone beside an OpenTelemetry tracer, which starts
+/// another one in `traceparent`). A bare sampling decision, all the caller sent, goes on.
 fn while_learning(
     incoming: Incoming,
     context: TraceContext,
@@ -427,7 +429,11 @@ fn while_learning(
     let mut edits = Vec::new();
     let mut forwarded = [None; 3];
     let mut malformed = incoming.malformed.clone();
-    let winner = incoming.winner.map(|(_, w)| w);
+    let continued = incoming
+        .winner
+        .map(|(_, w)| w)
+        .filter(|w| !s.outputs.is_empty() && every_hop_continues(h, w));
+    let decision_only = incoming.trusted && incoming.winner.is_none() && !s.outputs.is_empty();
     let mut traceparent_fate = TraceparentFate::Replaced;
     for f in Format::ALL {
         let p = propagator::of(f);
@@ -435,20 +441,10 @@ fn while_learning(
             continue;
         }
         let state = incoming.state(f);
-        let kept = match (&state.parsed, winner) {
-            _ if s.outputs.is_empty() => None,
-            (Parsed::Context(c), Some(w)) if c.same_position(&w) => Some(*c),
-            _ => None,
-        };
-        // A bare sampling decision goes on only where it is all the caller sent.
-        let decision_only = incoming.trusted
-            && winner.is_none()
-            && !s.outputs.is_empty()
-            && matches!(state.parsed, Parsed::SamplingOnly(_));
-        match kept {
-            Some(c) => {
+        match (&state.parsed, continued) {
+            (Parsed::Context(c), Some(w)) if c.same_position(&w) => {
                 if !state.exact {
-                    p.inject(&c, h, &mut edits);
+                    p.inject(c, h, &mut edits);
                 }
                 if f == Format::W3c {
                     traceparent_fate = if state.exact {
@@ -458,18 +454,14 @@ fn while_learning(
                     };
                 }
                 if let Some(slot) = forwarded.get_mut(f.index()) {
-                    *slot = Some(c);
+                    *slot = Some(*c);
                 }
             }
-            None if decision_only => {}
-            None => p.remove(h, &mut edits),
+            (Parsed::SamplingOnly(_), _) if decision_only => {}
+            _ => p.remove(h, &mut edits),
         }
     }
     push_tracestate_edit(h, traceparent_fate, &mut edits, &mut malformed);
-    let told_trace_id = winner
-        .filter(|w| forwarded.iter().flatten().any(|f| f.same_position(w)))
-        .filter(|w| every_hop_continues(h, w))
-        .map(|w| w.trace_id);
     Decision {
         context,
         forwarded,
@@ -480,7 +472,7 @@ fn while_learning(
         normalised: incoming.normalised(),
         restarted: incoming.restarted,
         caller_trace_id: incoming.caller_trace_id,
-        told_trace_id,
+        told_trace_id: continued.map(|w| w.trace_id),
         own_span: false,
     }
 }

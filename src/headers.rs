@@ -31,6 +31,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// A caller's own request to be traced: Envoy's connection manager marks the request id "client"
 /// (`client_sampling`, 100 % in Istio) on every hop that reads it.
 pub const CLIENT_TRACE_ID: &str = "x-client-trace-id";
+/// Datadog's trace id: Envoy's Datadog tracer joins it before `traceparent`.
+pub const DATADOG_TRACE_ID: &str = "x-datadog-trace-id";
 /// Envoy's "force trace": the connection manager marks the request id "forced".
 pub const FORCE_TRACE: &str = "x-envoy-force-trace";
 /// Set (and, from external callers, removed) by Envoy's connection manager where it uses the
@@ -86,6 +88,8 @@ pub struct TraceHeaders<'a> {
     pub envoy_internal: bool,
     pub client_trace_id: bool,
     pub force_trace: bool,
+    /// A Datadog context came (`x-datadog-trace-id`).
+    pub datadog: bool,
 }
 
 /// Envoy's tracing decision for a request, as its connection manager packs it into a UUID
@@ -168,6 +172,7 @@ impl<'a> TraceHeaders<'a> {
                     first(&mut h.b3.parent_span_id, value, &mut h.b3_repeated)
                 }
                 17 if is(CLIENT_TRACE_ID) => h.client_trace_id = true,
+                18 if is(DATADOG_TRACE_ID) => h.datadog = true,
                 19 if is(FORCE_TRACE) => h.force_trace = true,
                 _ => {}
             }

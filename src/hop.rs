@@ -58,6 +58,7 @@ impl Hop {
             Hop::Tracer(TracerKind::Zipkin { reads_w3c: false }) => b"1:zipkin",
             Hop::Tracer(TracerKind::Zipkin { reads_w3c: true }) => b"1:zipkin-w3c",
             Hop::Tracer(TracerKind::OpenTelemetry) => b"1:opentelemetry",
+            Hop::Tracer(TracerKind::Datadog) => b"1:datadog",
         }
     }
 
@@ -67,6 +68,7 @@ impl Hop {
             Hop::Tracer(TracerKind::Zipkin { reads_w3c: false }),
             Hop::Tracer(TracerKind::Zipkin { reads_w3c: true }),
             Hop::Tracer(TracerKind::OpenTelemetry),
+            Hop::Tracer(TracerKind::Datadog),
         ]
         .into_iter()
         .find(|h| h.encode() == b)
@@ -83,11 +85,13 @@ pub enum Evidence {
 
 /// Compares what the filter forwarded in each format (`forwarded`, in `Format::ALL` order: the
 /// context it wrote or kept, `None` where it left nothing) with what the request carried at the
-/// end. `every_tracer_writes`: each tracer this hop may run would have made a span (and written
-/// its ids) for the incoming headers; `went_upstream`: the request reached an upstream.
+/// end (`datadog_written`: with a Datadog context the request did not come with).
+/// `every_tracer_writes`: each tracer this hop may run would have made a span (and written its
+/// ids) for the incoming headers; `went_upstream`: the request reached an upstream.
 pub fn evidence(
     forwarded: &[Option<TraceContext>; 3],
     carried: &[Extracted; 3],
+    datadog_written: bool,
     every_tracer_writes: bool,
     went_upstream: bool,
 ) -> Evidence {
@@ -104,7 +108,8 @@ pub fn evidence(
         }
     }
     if !replaced.is_empty() {
-        return TracerKind::from_replaced(replaced).map_or(Evidence::Nothing, Evidence::Tracer);
+        return TracerKind::from_replaced(replaced, datadog_written)
+            .map_or(Evidence::Nothing, Evidence::Tracer);
     }
     if intact && every_tracer_writes && went_upstream {
         Evidence::NoTracer
@@ -231,21 +236,24 @@ mod tests {
         let left = both(ctx(T32, S));
         let b3 = [("x-b3-traceid", OTHER), ("x-b3-spanid", S)];
         let tp = format!("00-{OTHER}-{S}-01");
-        let e = evidence(&left, &carried(&b3), true, true);
+        let e = evidence(&left, &carried(&b3), false, true, true);
         assert_eq!(e, Evidence::Tracer(TracerKind::Zipkin { reads_w3c: false }));
-        let e = evidence(&left, &carried(&[("traceparent", &tp)]), true, true);
+        let e = evidence(&left, &carried(&[("traceparent", &tp)]), false, true, true);
         assert_eq!(e, Evidence::Tracer(TracerKind::OpenTelemetry));
         let mut all = b3.to_vec();
         all.push(("traceparent", &tp));
-        let e = evidence(&left, &carried(&all), true, true);
+        let e = evidence(&left, &carried(&all), false, true, true);
         assert_eq!(e, Evidence::Tracer(TracerKind::Zipkin { reads_w3c: true }));
+        // traceparent replaced and a Datadog context written beside it: Datadog.
+        let e = evidence(&left, &carried(&[("traceparent", &tp)]), true, true, true);
+        assert_eq!(e, Evidence::Tracer(TracerKind::Datadog));
         // The filter forwarded nothing (learning, no incoming context): whatever is there, a
         // tracer wrote; nothing there proves no tracer.
         let none = [None; 3];
-        let e = evidence(&none, &carried(&[("traceparent", &tp)]), true, true);
+        let e = evidence(&none, &carried(&[("traceparent", &tp)]), false, true, true);
         assert_eq!(e, Evidence::Tracer(TracerKind::OpenTelemetry));
         assert_eq!(
-            evidence(&none, &carried(&[]), true, true),
+            evidence(&none, &carried(&[]), false, true, true),
             Evidence::NoTracer
         );
     }
@@ -259,21 +267,27 @@ mod tests {
             ("x-b3-spanid", S),
             ("traceparent", &tp),
         ]);
-        assert_eq!(evidence(&left, &intact, true, true), Evidence::NoTracer);
-        assert_eq!(evidence(&left, &intact, false, true), Evidence::Nothing);
         assert_eq!(
-            evidence(&left, &intact, true, false),
+            evidence(&left, &intact, false, true, true),
+            Evidence::NoTracer
+        );
+        assert_eq!(
+            evidence(&left, &intact, false, false, true),
+            Evidence::Nothing
+        );
+        assert_eq!(
+            evidence(&left, &intact, false, true, false),
             Evidence::Nothing,
             "local reply"
         );
         assert_eq!(
-            evidence(&left, &carried(&[]), true, true),
+            evidence(&left, &carried(&[]), false, true, true),
             Evidence::Nothing,
             "something removed what the filter forwarded"
         );
         // A sampling-only header or garbage is no context: no evidence either way.
         let junk = carried(&[("b3", "1"), ("traceparent", "junk")]);
-        assert_eq!(evidence(&left, &junk, true, true), Evidence::Nothing);
+        assert_eq!(evidence(&left, &junk, false, true, true), Evidence::Nothing);
     }
 
     #[test]

@@ -42,7 +42,13 @@ pub struct Plugin {
     envoy_log_level: Cell<u32>,
     /// The configured `tracer` was contradicted by a request, and said so.
     mismatch_reported: Cell<bool>,
+    /// When a change of the hop was last said (a listener draining its old connections can show
+    /// both hops for a while: said at most once a minute).
+    change_said_ns: Cell<Option<u64>>,
 }
+
+/// A change of the hop is said at most this often (nanoseconds).
+const CHANGE_SAID_EVERY_NS: u64 = 60_000_000_000;
 
 impl Plugin {
     /// `on_configure`: the plugin, or `None` with one error line naming the field. A
@@ -110,6 +116,7 @@ impl Plugin {
             exporter,
             envoy_log_level: Cell::new(host.log_level().unwrap_or(2)),
             mismatch_reported: Cell::new(false),
+            change_said_ns: Cell::new(None),
         })
     }
 
@@ -205,14 +212,25 @@ impl Plugin {
                 log::Level::Info,
                 format!("this hop: {} (shown by a completed request)", change.to.describe()),
             ),
-            _ => (
-                log::Level::Warn,
-                format!(
-                    "this hop changed: {} before, {} now (a tracing provider added or removed?); the filter follows what it shows",
-                    change.from.describe(),
-                    change.to.describe(),
-                ),
-            ),
+            _ => {
+                let now = host.now_nanos().unwrap_or(0);
+                let recent = self
+                    .change_said_ns
+                    .get()
+                    .is_some_and(|t| now.saturating_sub(t) < CHANGE_SAID_EVERY_NS);
+                if recent {
+                    return;
+                }
+                self.change_said_ns.set(Some(now));
+                (
+                    log::Level::Warn,
+                    format!(
+                        "this hop changed: {} before, {} now (a tracing provider added or removed?); the filter follows what it shows",
+                        change.from.describe(),
+                        change.to.describe(),
+                    ),
+                )
+            }
         };
         host.log(level, &message);
         if self.exporter.is_some() && matches!(change.to, Hop::Tracer(_)) {

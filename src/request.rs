@@ -35,6 +35,8 @@ pub struct RequestFilter {
 struct HopCheck {
     /// Every tracer the hop may run would have made a span (and written its ids).
     every_tracer_writes: bool,
+    /// The request came with a Datadog context (one at the end is then no evidence).
+    came_with_datadog: bool,
 }
 
 /// When the filter's span started and the request line, kept from the request phase (no header
@@ -68,6 +70,7 @@ impl RequestFilter {
         if self.plugin.hop.checks_next() {
             self.hop_check = Some(HopCheck {
                 every_tracer_writes: TracerKind::every_tracer_writes(&headers),
+                came_with_datadog: headers.datadog,
             });
         }
         if d.own_span {
@@ -190,16 +193,22 @@ impl RequestFilter {
         // In on_log the request headers are the final ones: with Envoy's tracer, its ids.
         let carried = if log_enabled || check.is_some() {
             host.header_pairs(Map::RequestHeaders).map(|pairs| {
-                (
-                    propagator::extract_all(&TraceHeaders::collect(pairs.iter())),
-                    pairs,
-                )
+                let headers = TraceHeaders::collect(pairs.iter());
+                let datadog = headers.datadog;
+                (propagator::extract_all(&headers), datadog, pairs)
             })
         } else {
             None
         };
-        if let (Some(check), Some((carried, _))) = (check, &carried) {
-            let e = hop::evidence(&d.forwarded, carried, check.every_tracer_writes, true);
+        if let (Some(check), Some((carried, datadog, _))) = (check, &carried) {
+            let datadog_written = *datadog && !check.came_with_datadog;
+            let e = hop::evidence(
+                &d.forwarded,
+                carried,
+                datadog_written,
+                check.every_tracer_writes,
+                true,
+            );
             plugin.learn_hop(host, e);
         }
         if !log_enabled && self.span.is_none() {
@@ -211,7 +220,7 @@ impl RequestFilter {
         }
         if log_enabled {
             let (carried, pairs) = match &carried {
-                Some((c, p)) => (Some(c), Some(p)),
+                Some((c, _, p)) => (Some(c), Some(p)),
                 None => (None, None),
             };
             write_log_line(&plugin, host, d, carried, pairs, &outcome);

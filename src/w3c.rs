@@ -122,6 +122,11 @@ pub fn tracestate_edit(
 const V00_LEN: usize = 55;
 const MAX_TRACESTATE_MEMBERS: usize = 32;
 
+/// A valid `traceparent` exactly as the filter would write it (version `00`, lower case).
+pub fn is_canonical_traceparent(v: &[u8]) -> bool {
+    parse_traceparent(v).is_ok_and(|tp| tp.canonical)
+}
+
 /// A parsed `traceparent`. `canonical` is false when the value must be rewritten before it is
 /// forwarded (a higher version is downgraded to `00`, as the spec requires).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

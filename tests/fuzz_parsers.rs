@@ -1154,6 +1154,8 @@ proptest! {
         if winner.is_none() {
             prop_assert!(d.edits.iter().all(|e| e.value.is_none()), "{:?}", d.edits);
         }
+        // What goes on is told, and only that: the caller's context where every hop continues it.
+        prop_assert_eq!(d.told_trace_id.is_some(), !forwarded.is_empty());
         if let Some(t) = d.told_trace_id {
             let w = winner.expect("told without a caller's context");
             prop_assert_eq!(t.value, w.trace_id.value);

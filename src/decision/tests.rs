@@ -812,10 +812,10 @@ fn while_learning_nothing_of_the_filters_own_is_written_nor_told() {
     assert_eq!(d.source, Source::Repaired);
 }
 
-/// The caller's own context goes on as it came; the caller is told its trace only where every
-/// tracer joins it (B3 and W3C of the same trace), never where one would start another.
+/// The caller's own context goes on, and is told, only where every hop continues it (B3 and W3C
+/// of the same trace); where one tracer would start another trace beside it, it goes.
 #[test]
-fn while_learning_the_callers_context_goes_on_and_is_told_only_where_every_hop_keeps_it() {
+fn while_learning_the_callers_context_goes_on_only_where_every_hop_continues_it() {
     let cfg = Config::default();
     let b3 = [
         ("x-b3-traceid", T32),
@@ -823,30 +823,32 @@ fn while_learning_the_callers_context_goes_on_and_is_told_only_where_every_hop_k
         ("x-b3-sampled", "1"),
     ];
     let d = decide_in(&b3, &cfg, LEARNING);
-    assert!(d.edits.is_empty(), "{:?}", d.edits);
-    assert!(d.forwarded[B3Multi.index()].is_some());
     assert_eq!(
-        d.told_trace_id, None,
-        "OpenTelemetry would start a new trace"
+        set(&d, "x-b3-traceid"),
+        Some(None),
+        "OpenTelemetry would add a trace"
     );
+    assert!(d.edits.iter().all(|e| e.value.is_none()), "{:?}", d.edits);
+    assert_eq!((d.forwarded, d.told_trace_id), ([None; 3], None));
     let tp = format!("00-{T32}-{S}-01");
     let d = decide_in(
         &[("traceparent", &tp), ("tracestate", "a=1")],
         &cfg,
         LEARNING,
     );
-    assert!(d.edits.is_empty(), "{:?}", d.edits);
     assert_eq!(
-        d.told_trace_id, None,
-        "Zipkin (USE_B3) would start a new trace"
+        set(&d, "traceparent"),
+        Some(None),
+        "Zipkin would add a trace"
     );
+    assert_eq!(set(&d, "tracestate"), Some(None));
+    assert_eq!(d.told_trace_id, None);
     let mut both = b3.to_vec();
     both.push(("traceparent", &tp));
     let d = decide_in(&both, &cfg, LEARNING);
     assert!(d.edits.is_empty(), "{:?}", d.edits);
     assert_eq!(d.told_trace_id.map(|t| t.to_hex32()).as_deref(), Some(T32));
-    // Of two traces, the one first in precedence goes on; the other is removed with its
-    // tracestate, and nobody is told (OpenTelemetry would join the other).
+    // Two traces: OpenTelemetry would join the other: everything goes, nobody is told.
     let d = decide_in(
         &[
             ("x-b3-traceid", T32),
@@ -857,22 +859,23 @@ fn while_learning_the_callers_context_goes_on_and_is_told_only_where_every_hop_k
         &cfg,
         LEARNING,
     );
-    assert_eq!(set(&d, "traceparent"), Some(None));
-    assert_eq!(set(&d, "tracestate"), Some(None));
-    assert_eq!(set(&d, "x-b3-traceid"), None);
+    for name in ["traceparent", "tracestate", "x-b3-traceid"] {
+        assert_eq!(set(&d, name), Some(None), "{name}");
+    }
     assert_eq!(d.told_trace_id, None);
     // A lenient spelling of the caller's own context is written canonically, same ids.
     let d = decide_in(
-        &[("x-b3-traceid", &T32.to_uppercase()), ("x-b3-spanid", S)],
+        &[
+            ("x-b3-traceid", &T32.to_uppercase()),
+            ("x-b3-spanid", S),
+            ("traceparent", &tp),
+        ],
         &cfg,
         LEARNING,
     );
     assert_eq!(set(&d, "x-b3-traceid"), Some(Some(T32.into())));
-    assert_eq!(
-        set(&d, "traceparent"),
-        None,
-        "no translation into another format"
-    );
+    assert_eq!(set(&d, "traceparent"), None, "kept as it came");
+    assert_eq!(d.told_trace_id.map(|t| t.to_hex32()).as_deref(), Some(T32));
     // A bare sampling decision is all that came: it goes on.
     let d = decide_in(&[("b3", "1")], &cfg, LEARNING);
     assert!(d.edits.is_empty(), "{:?}", d.edits);

@@ -4,6 +4,7 @@
 //! any HTTP filter runs, so only the headers as they arrived matter. One model per tracer, each
 //! measured (README "How it works with Envoy's tracer").
 
+pub mod datadog;
 pub mod opentelemetry;
 pub mod zipkin;
 
@@ -18,6 +19,8 @@ pub enum TracerKind {
     Zipkin { reads_w3c: bool },
     /// `envoy.tracers.opentelemetry`: W3C only.
     OpenTelemetry,
+    /// `envoy.tracers.datadog`: Datadog's headers, then W3C; writes both.
+    Datadog,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +56,7 @@ impl TracerKind {
         match self {
             TracerKind::Zipkin { reads_w3c } => zipkin::predict(h, reads_w3c),
             TracerKind::OpenTelemetry => opentelemetry::predict(h),
+            TracerKind::Datadog => datadog::predict(h),
         }
     }
 
@@ -70,12 +74,13 @@ impl TracerKind {
 
     /// The tracer that replaced what this filter left, told apart by which formats changed:
     /// Zipkin rewrites B3 (and, with W3C propagation, `traceparent`), OpenTelemetry only
-    /// `traceparent`.
-    pub fn from_replaced(replaced: FormatSet) -> Option<TracerKind> {
+    /// `traceparent`, Datadog `traceparent` and its own headers (`datadog_written`).
+    pub fn from_replaced(replaced: FormatSet, datadog_written: bool) -> Option<TracerKind> {
         let b3 = replaced.contains(Format::B3Multi) || replaced.contains(Format::B3Single);
         let w3c = replaced.contains(Format::W3c);
         match (b3, w3c) {
             (true, reads_w3c) => Some(TracerKind::Zipkin { reads_w3c }),
+            (false, true) if datadog_written => Some(TracerKind::Datadog),
             (false, true) => Some(TracerKind::OpenTelemetry),
             (false, false) => None,
         }
@@ -86,6 +91,7 @@ impl TracerKind {
             TracerKind::Zipkin { reads_w3c: false } => "zipkin",
             TracerKind::Zipkin { reads_w3c: true } => "zipkin (USE_B3_WITH_W3C_PROPAGATION)",
             TracerKind::OpenTelemetry => "opentelemetry",
+            TracerKind::Datadog => "datadog",
         }
     }
 
@@ -97,6 +103,8 @@ impl TracerKind {
                 "\"tracer\": \"zipkin\", \"envoy_trace_context_option\": \"USE_B3_WITH_W3C_PROPAGATION\""
             }
             TracerKind::OpenTelemetry => "\"tracer\": \"opentelemetry\"",
+            // No setting names it: the filter learns it.
+            TracerKind::Datadog => "no \"tracer\" (auto)",
         }
     }
 }
