@@ -70,7 +70,8 @@ clean: ## remove target/ and dist/
 # make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo; `skopeo login` first)
 # make test-oci                  registry + push + pull by digest + the pulled module in Envoy
 # make test-wasmplugin           wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
-.PHONY: image push push-usage test-oci test-wasmplugin
+# make check-plugin FILE=F       the same two checks on your own WasmPlugin manifest
+.PHONY: image push push-usage test-oci test-wasmplugin check-plugin
 image: build ## OCI images of the filter in dist/oci (compat and Wasm artifact)
 	scripts/image.sh $(WASM)
 
@@ -86,8 +87,11 @@ push-usage:
 test-oci: build envoy ## registry + push + pull by digest + the pulled module in Envoy
 	tests/oci_e2e.sh
 
-test-wasmplugin: ## wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
+test-wasmplugin: ## wasm-plugin.yaml, the docs' manifests, make check-plugin: Istio CRD (strict) + the filter's parser
 	tests/wasmplugin/test.sh
+
+check-plugin: ## your WasmPlugin: Istio's CRD schema (strict) + the filter's parser on pluginConfig: make check-plugin FILE=my-plugin.yaml
+	@scripts/check-plugin.sh "$(FILE)"
 
 # --- Fast and unbreakable: benchmark, instruction counts, size, fuzzing -----------------------
 # make bench   one run, side by side: Envoy (1 worker, core 0) + wrk (core 1) for the router, a
