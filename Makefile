@@ -67,7 +67,7 @@ clean: ## remove target/ and dist/
 
 # --- Shipping: OCI images of the filter for Istio, and their tests ---------------------------
 # make image                     dist/oci: compat image :VERSION + Wasm OCI artifact :VERSION-wasm
-# make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo; `skopeo login` first)
+# make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo, installed if missing)
 # make test-oci                  registry + push + pull by digest + the pulled module in Envoy
 # make test-wasmplugin           wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
 # make check-plugin FILE=F       the same two checks on your own WasmPlugin manifest
@@ -81,7 +81,8 @@ push: $(if $(REGISTRY),image,push-usage) ## push both images: make push REGISTRY
 
 push-usage:
 	@echo "usage: make push REGISTRY=host[:port][/path]   e.g. make push REGISTRY=ghcr.io/acme" >&2
-	@echo "(run 'skopeo login HOST' first if the registry needs credentials)" >&2
+	@echo "  a registry over plain HTTP (or an untrusted certificate): TLS_VERIFY=false make push REGISTRY=..." >&2
+	@echo "  credentials: make image (installs skopeo), skopeo login HOST, then make push" >&2
 	@exit 2
 
 test-oci: build envoy ## registry + push + pull by digest + the pulled module in Envoy
