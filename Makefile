@@ -32,8 +32,11 @@ gohost: ## build tests/gohost: a real Go net/http server (Go's Host-header check
 oracle: ## install OpenTelemetry's Python propagators: the independent reader the e2e tests check with
 	scripts/install-oracle.sh
 
+# The first build compiles every dependency: say so, and show cargo's progress; later ones are quiet.
+DEVTOOLS_BIN := $(or $(CARGO_TARGET_DIR),target)/release/trace-inject-devtools
 devtools: ## build the echo upstream, collector and trace viewer (target/release/trace-inject-devtools)
-	@cargo build -q --locked --release -p trace-inject-devtools
+	@[ -x $(DEVTOOLS_BIN) ] || echo "==> first build of the devtools (echo, collector, trace viewer): about a minute on 2 cores" >&2
+	@cargo build $(if $(wildcard $(DEVTOOLS_BIN)),-q) --locked --release -p trace-inject-devtools
 
 run: build envoy devtools ## the filter in two local Envoys, an echo upstream, a trace collector; until Ctrl-C
 	scripts/run.sh
