@@ -38,7 +38,7 @@ devtools: ## build the echo upstream, collector and trace viewer (target/release
 	@[ -x $(DEVTOOLS_BIN) ] || echo "==> first build of the devtools (echo, collector, trace viewer): about a minute on 2 cores" >&2
 	@cargo build $(if $(wildcard $(DEVTOOLS_BIN)),-q) --locked --release -p trace-inject-devtools
 
-run: build envoy devtools ## the filter in two local Envoys, an echo upstream, a trace collector; until Ctrl-C
+run: build envoy devtools ## the filter in three local Envoys, an echo upstream, a trace collector; until Ctrl-C
 	scripts/run.sh
 
 traces: devtools ## print the traces the local collector holds, as trees (TRACE=id for one)
@@ -63,7 +63,12 @@ e2e-matrix: build devtools gohost oracle ## the e2e suite on each Envoy in ENVOY
 	E2E_ARGS="$(addprefix --test ,$(E2E_TESTS))" scripts/e2e-matrix.sh $(ENVOY_VERSIONS)
 
 
-test: lint unit e2e test-wasmplugin test-oci ## everything: lint, unit, e2e, WasmPlugin and OCI checks
+# One step after another, as prerequisites would run; the last line is the verdict.
+TEST_STEPS := lint unit e2e test-wasmplugin test-oci
+test: ## everything: lint, unit, e2e, WasmPlugin and OCI checks; ends with one verdict line
+	@for step in $(TEST_STEPS); do \
+	  $(MAKE) --no-print-directory $$step || { echo "make test: FAILED at 'make $$step' (steps before it passed; rerun just that one)"; exit 1; }; \
+	done; echo "make test: all passed ($(TEST_STEPS))"
 
 clean: ## remove target/ and dist/
 	cargo clean; rm -rf dist
