@@ -32,6 +32,8 @@ why_failed() {
       log "the registry's certificate is not trusted here: TLS_VERIFY=false make push REGISTRY=$REGISTRY" ;;
     *"unauthorized"*|*"authentication required"*|*"denied"*)
       log "the registry wants credentials: skopeo login ${REGISTRY%%/*} (make push installed skopeo), then make push again" ;;
+    *)
+      log "if the registry needs credentials: skopeo login ${REGISTRY%%/*}, then make push again" ;;
   esac
 }
 
