@@ -32,10 +32,13 @@ gohost: ## build tests/gohost: a real Go net/http server (Go's Host-header check
 oracle: ## install OpenTelemetry's Python propagators: the independent reader the e2e tests check with
 	scripts/install-oracle.sh
 
+# The first build compiles every dependency: say so, and show cargo's progress; later ones are quiet.
+DEVTOOLS_BIN := $(or $(CARGO_TARGET_DIR),target)/release/trace-inject-devtools
 devtools: ## build the echo upstream, collector and trace viewer (target/release/trace-inject-devtools)
-	@cargo build -q --locked --release -p trace-inject-devtools
+	@[ -x $(DEVTOOLS_BIN) ] || echo "==> first build of the devtools (echo, collector, trace viewer): about a minute on 2 cores" >&2
+	@cargo build $(if $(wildcard $(DEVTOOLS_BIN)),-q) --locked --release -p trace-inject-devtools
 
-run: build envoy devtools ## the filter in two local Envoys, an echo upstream, a trace collector; until Ctrl-C
+run: build envoy devtools ## the filter in three local Envoys, an echo upstream, a trace collector; until Ctrl-C
 	scripts/run.sh
 
 traces: devtools ## print the traces the local collector holds, as trees (TRACE=id for one)
@@ -60,17 +63,23 @@ e2e-matrix: build devtools gohost oracle ## the e2e suite on each Envoy in ENVOY
 	E2E_ARGS="$(addprefix --test ,$(E2E_TESTS))" scripts/e2e-matrix.sh $(ENVOY_VERSIONS)
 
 
-test: lint unit e2e test-wasmplugin test-oci ## everything: lint, unit, e2e, WasmPlugin and OCI checks
+# One step after another, as prerequisites would run; the last line is the verdict.
+TEST_STEPS := lint unit e2e test-wasmplugin test-oci
+test: ## everything: lint, unit, e2e, WasmPlugin and OCI checks; ends with one verdict line
+	@for step in $(TEST_STEPS); do \
+	  $(MAKE) --no-print-directory $$step || { echo "make test: FAILED at 'make $$step' (steps before it passed; rerun just that one)"; exit 1; }; \
+	done; echo "make test: all passed ($(TEST_STEPS))"
 
 clean: ## remove target/ and dist/
 	cargo clean; rm -rf dist
 
 # --- Shipping: OCI images of the filter for Istio, and their tests ---------------------------
 # make image                     dist/oci: compat image :VERSION + Wasm OCI artifact :VERSION-wasm
-# make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo; `skopeo login` first)
+# make push REGISTRY=host[:port][/path]   both, digests preserved (skopeo, installed if missing)
 # make test-oci                  registry + push + pull by digest + the pulled module in Envoy
 # make test-wasmplugin           wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
-.PHONY: image push push-usage test-oci test-wasmplugin
+# make check-plugin FILE=F       the same two checks on your own WasmPlugin manifest
+.PHONY: image push push-usage test-oci test-wasmplugin check-plugin
 image: build ## OCI images of the filter in dist/oci (compat and Wasm artifact)
 	scripts/image.sh $(WASM)
 
@@ -80,14 +89,18 @@ push: $(if $(REGISTRY),image,push-usage) ## push both images: make push REGISTRY
 
 push-usage:
 	@echo "usage: make push REGISTRY=host[:port][/path]   e.g. make push REGISTRY=ghcr.io/acme" >&2
-	@echo "(run 'skopeo login HOST' first if the registry needs credentials)" >&2
+	@echo "  a registry over plain HTTP (or an untrusted certificate): TLS_VERIFY=false make push REGISTRY=..." >&2
+	@echo "  credentials: make image (installs skopeo), skopeo login HOST, then make push" >&2
 	@exit 2
 
 test-oci: build envoy ## registry + push + pull by digest + the pulled module in Envoy
 	tests/oci_e2e.sh
 
-test-wasmplugin: ## wasm-plugin.yaml: Istio CRD (strict) + the filter's config parser
+test-wasmplugin: ## wasm-plugin.yaml, the docs' manifests, make check-plugin: Istio CRD (strict) + the filter's parser
 	tests/wasmplugin/test.sh
+
+check-plugin: ## your WasmPlugin: Istio's CRD schema (strict) + the filter's parser on pluginConfig: make check-plugin FILE=my-plugin.yaml
+	@scripts/check-plugin.sh "$(FILE)"
 
 # --- Fast and unbreakable: benchmark, instruction counts, size, fuzzing -----------------------
 # make bench   one run, side by side: Envoy (1 worker, core 0) + wrk (core 1) for the router, a

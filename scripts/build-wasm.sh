@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds a proxy-wasm filter crate for wasm32-wasip1 (release), then shrinks it with wasm-opt -Oz
 # and wasm-strip. Route A: rustup's wasm32-wasip1 target; route B (no rustup download): Debian's
-# rustc with build-std. Prints which route it used.
+# rustc with build-std. Prints which route it used, and on a first build (nothing compiled yet
+# for the target) that it compiles every dependency and roughly how long that takes, with cargo's
+# own progress; later builds are quiet.
 #   build-wasm.sh PACKAGE OUT.wasm
 source "$(dirname "$0")/lib.sh"
 PKG="${1:?package}"; OUT="${2:?output path}"
@@ -9,6 +11,13 @@ CRATE_FILE="${PKG//-/_}.wasm"
 TARGET=wasm32-wasip1
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cd "$ROOT"
+RAW="$TARGET_DIR/$TARGET/release/$CRATE_FILE"
+QUIET=(-q)
+if [ ! -e "$RAW" ]; then
+  QUIET=()
+  log "first build of $PKG for $TARGET: compiles every dependency (about a minute on 2 cores,"
+  log "a few with Debian's toolchain, which also builds std); later builds take seconds"
+fi
 
 # cc links what cargo compiles natively on the way (build scripts, proc macros): a minimal
 # Debian 12 has no C toolchain.
@@ -20,7 +29,7 @@ route_a() {
     timeout 120 rustup target add "$TARGET" >&2 || return 1
   fi
   log "build route A: rustup toolchain + $TARGET target"
-  cargo build -q --locked -p "$PKG" --lib --target "$TARGET" --release
+  cargo build "${QUIET[@]}" --locked -p "$PKG" --lib --target "$TARGET" --release
 }
 
 route_b() {
@@ -28,13 +37,12 @@ route_b() {
   log "build route B: Debian rustc + build-std (no rustup download)"
   RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
   RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi" \
-    /usr/bin/cargo build -q --locked -p "$PKG" --lib -Z build-std=std,panic_abort \
+    /usr/bin/cargo build "${QUIET[@]}" --locked -p "$PKG" --lib -Z build-std=std,panic_abort \
       --target "$TARGET" --release
 }
 
 if [ "${WASM_ROUTE:-}" = "B" ]; then route_b; else route_a || route_b; fi
 
-RAW="$TARGET_DIR/$TARGET/release/$CRATE_FILE"
 mkdir -p "$(dirname "$OUT")"
 wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-mutable-globals "$RAW" -o "$OUT.tmp"

@@ -1,5 +1,6 @@
 //! `check-config`, the command users validate a pluginConfig with before they apply it: exit 0
-//! when valid, 1 naming the field, 2 when the file cannot be read.
+//! when valid, 1 naming the field, 2 when the file cannot be read or the command line is wrong;
+//! `--help` and `-h` print the usage.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -38,4 +39,48 @@ fn valid_refused_and_unreadable() {
         .expect("check-config runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/plugin.json"));
+}
+
+/// Runs check-config with ARGS and no stdin: (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_check-config"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("check-config runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_is_usage_not_a_file_name() {
+    for flag in ["--help", "-h"] {
+        let (code, out, err) = run(&[flag]);
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert!(
+            out.starts_with("usage: check-config [FILE.json]"),
+            "{flag}: {out}"
+        );
+        assert!(out.contains("make check-plugin FILE="), "{flag}: {out}");
+        assert!(
+            !err.contains("cannot read"),
+            "{flag} was read as a file: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_command_line_gets_the_usage_and_status_2() {
+    for args in [&["--verbose"][..], &["a.json", "b.json"]] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains("usage: check-config"), "{args:?}: {err}");
+        assert!(!err.contains("cannot read"), "{args:?}: {err}");
+    }
+    // `-` is stdin, as for most Unix tools: here empty stdin, which is the defaults.
+    let (code, out, _) = run(&["-"]);
+    assert_eq!((code, out.trim()), (0, "plugin configuration is valid"));
 }

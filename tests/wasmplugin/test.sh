@@ -5,7 +5,11 @@
 #   - pluginConfig shows every field of src/config.rs (set to the default, or commented out);
 #   - the commented alternatives (targetRefs instead of selector, workload overrides) are valid
 #     when uncommented;
-#   - deliberately broken copies are rejected, each by the check that should catch it.
+#   - deliberately broken copies are rejected, each by the check that should catch it;
+#   - `make check-plugin FILE=...` as a user runs it: the shipped file passes, a missing FILE gets
+#     the usage, a bad pluginConfig field and a bad schema field are each named;
+#   - every Istio manifest the README and docs/ show (WasmPlugin, Telemetry, VirtualService,
+#     EnvoyFilter) is valid, strictly, and a WasmPlugin's pluginConfig passes check-config.
 # Prints PASS/FAIL per check and a closing "N passed, N failed" line; exits 1 on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -107,3 +111,47 @@ expect accept "broken pluginConfig field 'sampling': the CRD cannot see it (plug
 expect reject "broken pluginConfig field 'sampling': check-config rejects it" plugin_config_ok "$f"
 f="$(variant config-value -e 's/^    # tracer: auto/    tracer: jaeger/')"
 expect reject "broken pluginConfig value tracer: jaeger: check-config rejects it" plugin_config_ok "$f"
+
+# --- make check-plugin, as a user runs it on their own file --------------------------------------
+# says NAME PATTERN CMD...: CMD's output (stdout and stderr) contains PATTERN (grep -E); its exit
+# status does not matter here (make answers 2 for any failed recipe): the verdict line says.
+says() {
+  local name="$1" pattern="$2" out
+  shift 2
+  out="$("$@" 2>&1)" || true
+  out="${out//$TMP\//}"
+  if grep -qE -- "$pattern" <<<"$out"; then
+    pass "$name -- $(grep -E -m1 -- "$pattern" <<<"$out")"
+  else
+    fail "$name (no line matching: $pattern)"; sed 's/^/    /' <<<"$out"
+  fi
+}
+check_plugin() { make -s --no-print-directory check-plugin "$@"; }
+cp "$YAML" "$TMP/my-plugin.yaml"
+says "make check-plugin FILE=my-plugin.yaml: the shipped file passes both checks" \
+  '^check-plugin: my-plugin.yaml: valid \(1 WasmPlugin' check_plugin FILE="$TMP/my-plugin.yaml"
+says "make check-plugin without FILE: the usage, not a stack trace" \
+  '^usage: make check-plugin FILE=my-plugin.yaml' check_plugin
+says "make check-plugin FILE=missing.yaml: names the file" \
+  'check-plugin: .*missing.yaml: no such file' check_plugin FILE="$TMP/missing.yaml"
+f="$(variant my-config-typo -e 's/^    sampling_percent:/    sampling:/')"
+says "make check-plugin: a bad pluginConfig field is named (spec.pluginConfig, field sampling)" \
+  'spec\.pluginConfig: invalid plugin configuration: field `sampling`' check_plugin FILE="$f"
+says "make check-plugin: ... and the verdict is NOT valid" '^check-plugin: .*: NOT valid' check_plugin FILE="$f"
+f="$(variant my-schema-typo -e 's/^  failStrategy:/  failstrategy:/')"
+says "make check-plugin: a bad schema field is named (spec.failstrategy)" \
+  'unknown field "spec\.failstrategy"' check_plugin FILE="$f"
+says "make check-plugin: ... and the verdict is NOT valid" '^check-plugin: .*: NOT valid' check_plugin FILE="$f"
+
+# --- the manifests the README and docs/ show ------------------------------------------------------
+# Every fenced yaml block with an apiVersion and a kind: Istio's schema, strict; a WasmPlugin's
+# pluginConfig through check-config. (Placeholders such as REGISTRY are plain strings to both.)
+mkdir -p "$TMP/docs"
+validate doc-manifests "$TMP/docs" README.md docs/*.md > "$TMP/docs.list"
+[ -s "$TMP/docs.list" ] || fail "no manifest found in README.md and docs/ (the extraction broke?)"
+while read -r f; do
+  expect accept "docs: ${f#"$TMP"/docs/}: valid for Istio (strict)" validate check "$f"
+  if grep -q '^kind: WasmPlugin' "$f"; then
+    expect accept "docs: ${f#"$TMP"/docs/}: pluginConfig passes check-config" plugin_config_ok "$f"
+  fi
+done < "$TMP/docs.list"

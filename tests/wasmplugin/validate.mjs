@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Validates WasmPlugin manifests the way `kubectl apply --validate=strict` would, without a
-// cluster:
+// Validates WasmPlugin manifests (and the Telemetry, VirtualService and EnvoyFilter resources the
+// docs show beside them) the way `kubectl apply --validate=strict` would, without a cluster:
 //   1. the CRD's OpenAPI schema (types, enums, required fields), through @kubernetes-models/istio
 //      (generated from Istio's CRDs), whose validate() accepts unknown fields and a missing name;
 //   2. strict field validation: every field must be one the CRD knows, walked against the
@@ -8,16 +8,23 @@
 //      keys are refused by the YAML parser;
 //   3. what the API server and Istio's webhook add: metadata.name present and a DNS-1123
 //      subdomain; only one of selector / targetRef / targetRefs.
-// spec.pluginConfig is free-form for the CRD: tests/wasmplugin/test.sh checks it with the
-// filter's own parser (check-config).
+// spec.pluginConfig is free-form for the CRD: scripts/check-plugin.sh (make check-plugin) and
+// tests/wasmplugin/test.sh check it with the filter's own parser (check-config).
+// Documents of other Istio kinds are refused (a mistyped kind must not pass unchecked); documents
+// of non-Istio API groups (a Deployment beside the plugin) are listed as not checked.
 //
 //   node validate.mjs check FILE...        exit 0 when every document is valid, 1 otherwise
 //   node validate.mjs plugin-config FILE   prints spec.pluginConfig as JSON
+//   node validate.mjs plugin-configs FILE  one line per WasmPlugin document:
+//                                          INDEX<TAB>NAMESPACE/NAME<TAB>pluginConfig as JSON
+//   node validate.mjs doc-manifests OUTDIR MARKDOWN...
+//                                          writes each fenced yaml block holding apiVersion and
+//                                          kind to OUTDIR, one file each; prints their paths
 //   node validate.mjs documented FILE CONFIG_RS
 //                                          every field of the Rust Config (src/config.rs) is
 //                                          shown in FILE's pluginConfig (set, or commented out)
 // NODE_DIR: where scripts/install-node-tools.sh installed the dependencies (default .tools/node).
-import { readFileSync, existsSync } from "node:fs";
+import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -27,17 +34,19 @@ const deps = await import(pathToFileURL(join(nodeDir, "deps.mjs")).href).catch((
   console.error(`validate.mjs: dependencies not installed in ${nodeDir} (scripts/install-node-tools.sh): ${e.message}`);
   process.exit(2);
 });
-const { yaml, WasmPlugin } = deps;
+const { yaml, WasmPlugin, Telemetry, VirtualService, EnvoyFilter } = deps;
 
 // ---- the CRD's field tree, from the generated .d.ts ------------------------------------------
 // A small parser for the subset the generator emits: interfaces and type aliases whose types are
 // object literals ({ "k"?: T; [key: string]: T }), Array<T>, unions, string literals, primitives
-// and imported interface names. Anything else is an error, never silently "any".
+// and imported interface names; and the CRDs' oneOf rules, `T & (Exclude<T, U> | ...)`, where
+// the fields are T's (the rest only says which of them may be set together: the schema's to
+// check). Anything else is an error, never silently "any".
 const dtsCache = new Map();
 
 function tokenize(src) {
   src = src.replace(/\/\*[\s\S]*?\*\//g, " ").replace(/\/\/[^\n]*/g, " ");
-  const re = /\s*("(?:[^"\\]|\\.)*"|[A-Za-z_$][\w$]*|\d+|[{}[\]<>();:?|,=.])/y;
+  const re = /\s*("(?:[^"\\]|\\.)*"|[A-Za-z_$][\w$]*|\d+|[{}[\]<>();:?|&,=.])/y;
   const out = [];
   let m;
   re.lastIndex = 0;
@@ -76,14 +85,23 @@ function parseDts(file) {
   const str = (tok) => JSON.parse(tok);
 
   function parseType() {
-    const alts = [parsePrimary()];
-    while (peek() === "|") { next(); alts.push(parsePrimary()); }
+    const alts = [parseIntersection()];
+    while (peek() === "|") { next(); alts.push(parseIntersection()); }
     return alts.length === 1 ? alts[0] : { kind: "union", of: alts };
+  }
+  function parseIntersection() { // T & (constraints): T's fields
+    const first = parsePrimary();
+    while (peek() === "&") { next(); parsePrimary(); }
+    return first;
   }
   function parsePrimary() {
     const tok = next();
     if (tok.startsWith('"')) return { kind: "literal", value: str(tok) };
     if (tok === "{") return parseObject();
+    if (tok === "(") { const t = parseType(); expect(")"); return t; }
+    if (tok === "Exclude") { // Exclude<T, U> is a part of T
+      expect("<"); const t = parseType(); expect(","); parseType(); expect(">"); return t;
+    }
     if (tok === "Array") { expect("<"); const of = parseType(); expect(">"); return { kind: "array", of }; }
     if (["string", "number", "boolean", "null", "any", "unknown"].includes(tok)) return { kind: "prim", name: tok };
     if (/^[A-Za-z_$]/.test(tok)) return { kind: "ref", name: tok, mod };
@@ -210,33 +228,55 @@ function walk(value, type, path, errors) {
   }
 }
 
-let rootType;
-function wasmPluginType() {
-  if (!rootType) {
-    rootType = lookup(parseDts(fileURLToPath(deps.wasmPluginTypes)), "IWasmPlugin");
-    // The parser must have seen the CRD's shape, or the walk would prove nothing.
-    const spec = deref(rootType.props.get("spec")?.type ?? { kind: "prim" });
-    for (const f of ["url", "selector", "phase", "failStrategy", "pluginConfig", "imagePullPolicy", "sha256"]) {
-      if (!spec.props?.has(f)) throw new Error(`WasmPlugin.d.ts: no spec.${f}: the model's layout changed`);
+// The kinds checked: the model (schema validation), its generated declaration (the field tree) and
+// fields the parser must have found, or the walk would prove nothing.
+const MODELS = [
+  { model: WasmPlugin, types: deps.wasmPluginTypes, root: "IWasmPlugin",
+    specFields: ["url", "selector", "phase", "failStrategy", "pluginConfig", "imagePullPolicy", "sha256"] },
+  { model: Telemetry, types: deps.telemetryTypes, root: "ITelemetry",
+    specFields: ["selector", "targetRefs", "tracing", "accessLogging", "metrics"] },
+  { model: VirtualService, types: deps.virtualServiceTypes, root: "IVirtualService",
+    specFields: ["hosts", "gateways", "http"] },
+  { model: EnvoyFilter, types: deps.envoyFilterTypes, root: "IEnvoyFilter",
+    specFields: ["workloadSelector", "configPatches"] },
+];
+const rootTypes = new Map();
+function rootType(m) {
+  if (!rootTypes.has(m)) {
+    const t = lookup(parseDts(fileURLToPath(m.types)), m.root);
+    const spec = deref(t.props.get("spec")?.type ?? { kind: "prim" });
+    for (const f of m.specFields) {
+      if (!spec.props?.has(f)) throw new Error(`${m.root}: no spec.${f}: the model's layout changed`);
     }
+    rootTypes.set(m, t);
   }
-  return rootType;
+  return rootTypes.get(m);
 }
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
+// Kinds whose CRD leaves spec free-form: nothing to check strictly.
+const FREE_FORM = ["install.istio.io/v1alpha1 IstioOperator"];
+const KNOWN = MODELS.map((m) => `${m.model.apiVersion} ${m.model.kind}`).join(", ");
+
+// Errors of one document; null for a document of another API group (not checked).
 function validateDoc(doc) {
   const errors = [];
   if (!isObject(doc)) return ["the document is not a mapping"];
-  if (doc.apiVersion !== WasmPlugin.apiVersion || doc.kind !== WasmPlugin.kind) {
-    return [`expected ${WasmPlugin.apiVersion} ${WasmPlugin.kind}, got ${doc.apiVersion} ${doc.kind}`];
+  const m = MODELS.find((m) => doc.apiVersion === m.model.apiVersion && doc.kind === m.model.kind);
+  if (!m) {
+    if (FREE_FORM.includes(`${doc.apiVersion} ${doc.kind}`)) return null;
+    if (typeof doc.apiVersion === "string" && doc.apiVersion.includes("istio.io")) {
+      return [`${doc.apiVersion} ${doc.kind}: not a kind this check knows (${KNOWN})`];
+    }
+    return null;
   }
   try {
-    new WasmPlugin(doc).validate();
+    new m.model(doc).validate();
   } catch (e) {
     errors.push(`schema: ${e.message}`);
   }
-  walk(doc, wasmPluginType(), "", errors);
+  walk(doc, rootType(m), "", errors);
   const name = doc.metadata?.name;
   if (typeof name !== "string" || name === "") errors.push("metadata.name: Required value: name is required");
   else if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
@@ -268,7 +308,8 @@ function check(files) {
     docs.forEach((doc, n) => {
       const errors = validateDoc(doc);
       const what = `${file} [${n}] ${doc?.kind ?? "?"} ${doc?.metadata?.namespace ?? ""}/${doc?.metadata?.name ?? "?"}`;
-      if (errors.length === 0) console.log(`${what}: valid`);
+      if (errors === null) console.log(`${what}: not checked (${doc?.apiVersion}: not a kind with a strict schema)`);
+      else if (errors.length === 0) console.log(`${what}: valid`);
       else { bad++; for (const e of errors) console.log(`${what}: ${e}`); }
     });
   }
@@ -279,6 +320,39 @@ function pluginConfig(file) {
   const docs = loadDocs(file).filter((d) => d?.kind === "WasmPlugin");
   if (docs.length !== 1) { console.error(`${file}: expected one WasmPlugin, found ${docs.length}`); return 1; }
   process.stdout.write(JSON.stringify(docs[0].spec?.pluginConfig ?? {}, null, 2) + "\n");
+  return 0;
+}
+
+function pluginConfigs(file) {
+  loadDocs(file).forEach((doc, n) => {
+    if (doc?.kind !== "WasmPlugin") return;
+    const name = `${doc.metadata?.namespace ?? ""}/${doc.metadata?.name ?? "?"}`;
+    process.stdout.write(`${n}\t${name}\t${JSON.stringify(doc.spec?.pluginConfig ?? {})}\n`);
+  });
+  return 0;
+}
+
+// The fenced ```yaml blocks of markdown FILES that hold an apiVersion and a kind, each written to
+// OUTDIR/<file>-L<line>.yaml (the fence's indentation removed); prints the paths written.
+function docManifests(outDir, files) {
+  for (const file of files) {
+    const lines = readFileSync(file, "utf8").split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const open = /^( *)```ya?ml\s*$/.exec(lines[i]);
+      if (!open) continue;
+      const indent = open[1].length;
+      const body = [];
+      let j = i + 1;
+      for (; j < lines.length && lines[j].trim() !== "```"; j++) body.push(lines[j].slice(indent));
+      const text = body.join("\n") + "\n";
+      if (/^apiVersion:/m.test(text) && /^kind:/m.test(text)) {
+        const out = join(outDir, `${file.replace(/[/.]/g, "_")}-L${i + 1}.yaml`);
+        writeFileSync(out, text);
+        console.log(out);
+      }
+      i = j;
+    }
+  }
   return 0;
 }
 
@@ -326,9 +400,11 @@ let rc;
 try {
   if (cmd === "check" && args.length) rc = check(args);
   else if (cmd === "plugin-config" && args.length === 1) rc = pluginConfig(args[0]);
+  else if (cmd === "plugin-configs" && args.length === 1) rc = pluginConfigs(args[0]);
+  else if (cmd === "doc-manifests" && args.length >= 2) rc = docManifests(args[0], args.slice(1));
   else if (cmd === "documented" && args.length === 2) rc = documented(args[0], args[1]);
   else {
-    console.error("usage: validate.mjs check FILE... | plugin-config FILE | documented FILE CONFIG_RS");
+    console.error("usage: validate.mjs check FILE... | plugin-config FILE | plugin-configs FILE | doc-manifests OUTDIR MD... | documented FILE CONFIG_RS");
     rc = 2;
   }
 } catch (e) {

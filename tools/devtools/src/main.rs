@@ -197,7 +197,7 @@ fn traces(args: &[String]) -> Result<(), String> {
         traces.reverse();
     }
     if traces.is_empty() {
-        println!("no traces at {base} yet (Envoy posts spans about every 5 s)");
+        print!("{}", no_traces_hint(base));
         return Ok(());
     }
     print!("{}", tree::render_traces(&traces, color));
@@ -211,6 +211,22 @@ fn traces(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// What `make traces` says when the collector holds nothing: when spans come, and where a failed
+/// export shows (a wrong cluster name, a collector that refuses them) so that it is not silent.
+fn no_traces_hint(base: &str) -> String {
+    format!(
+        "no traces at {base} yet. Envoy's tracers post spans about every 5 s, the filter's own \
+         (\"export\") every second.\n\
+         If none arrive, ask the Envoy that should send them (make run: admin :9901 edge, :9902 and \
+         :9903 sidecars):\n  \
+         curl -s localhost:9901/stats | grep -E 'spans_failed|reports_failed'\n\
+         (the filter counts its failed posts in wasmcustom.trace_inject.export.spans_failed, \
+         Envoy's Zipkin tracer in tracing.zipkin.reports_failed),\n\
+         and look for the filter's `span export` warning in that Envoy's log (envoy*.log in the \
+         folder make run printed).\n"
+    )
+}
+
 /// Percent-encodes a query parameter value.
 fn encode(s: &str) -> String {
     s.bytes()
@@ -221,4 +237,16 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_no_traces_hint_points_at_the_counter_and_the_log() {
+        let hint = super::no_traces_hint("http://127.0.0.1:9411");
+        assert!(hint.starts_with("no traces at http://127.0.0.1:9411 yet."));
+        assert!(hint.contains("trace_inject.export.spans_failed"), "{hint}");
+        assert!(hint.contains("`span export` warning"), "{hint}");
+        assert!(hint.contains("localhost:9901/stats"), "{hint}");
+    }
 }
