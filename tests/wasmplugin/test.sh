@@ -134,7 +134,7 @@ says "make check-plugin without FILE: the usage, not a stack trace" \
   '^usage: make check-plugin FILE=my-plugin.yaml' check_plugin
 says "make check-plugin FILE=missing.yaml: names the file" \
   'check-plugin: .*missing.yaml: no such file' check_plugin FILE="$TMP/missing.yaml"
-f="$(variant my-config-typo -e 's/^    sampling_percent:/    sampling:/')"
+f="$(variant my-config-typo -e 's/^    new_trace_sampling:/    sampling:/')"
 says "make check-plugin: a bad pluginConfig field is named (spec.pluginConfig, field sampling)" \
   'spec\.pluginConfig: invalid plugin configuration: field `sampling`' check_plugin FILE="$f"
 says "make check-plugin: ... and the verdict is NOT valid" '^check-plugin: .*: NOT valid' check_plugin FILE="$f"
