@@ -284,6 +284,86 @@ fn a_starting_sidecar_never_splits_a_trace_nor_tells_a_wrong_id() {
     }
 }
 
+/// Envoy's Datadog tracer (Istio's `datadog` provider): it writes `x-datadog-*` and a
+/// `traceparent` of the same trace, and ignores B3. From a burst with no warm-up on: no request
+/// leaves with a B3 context beside the tracer's, no caller is told a trace other than the one
+/// upstream, and the hop is learnt as Datadog.
+#[test]
+fn beside_datadog_no_request_carries_two_traces() {
+    let (example, listener, admin) = Shape::Zipkin.example();
+    let echo = EchoServer::start();
+    let collector = Collector::start();
+    let zipkin_provider = "              name: envoy.tracers.zipkin
+              typed_config:
+                \"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
+                collector_cluster: zipkin
+                collector_endpoint: /api/v2/spans
+                collector_endpoint_version: HTTP_JSON
+                collector_hostname: zipkin.istio-system.svc.cluster.local
+                trace_id_128bit: true
+                shared_span_context: false
+                trace_context_option: USE_B3
+";
+    let datadog_provider = "              name: envoy.tracers.datadog
+              typed_config:
+                \"@type\": type.googleapis.com/envoy.config.trace.v3.DatadogConfig
+                collector_cluster: zipkin
+                service_name: backend.default
+";
+    let envoy = Envoy::builder(format!("examples/{example}"))
+        .replace(zipkin_provider, datadog_provider.to_string())
+        .replace(
+            &format!("port_value: {listener}}}"),
+            "port_value: 0}".to_string(),
+        )
+        .replace(
+            &format!("port_value: {admin}}}"),
+            "port_value: 0}".to_string(),
+        )
+        .replace(
+            "port_value: 8080}",
+            format!("port_value: {}}}", echo.port()),
+        )
+        .replace(
+            "port_value: 9411}",
+            format!("port_value: {}}}", collector.port()),
+        )
+        .replace(
+            "random_sampling: {value: 1}",
+            "random_sampling: {value: 100}".to_string(),
+        )
+        .concurrency(2)
+        .start()
+        .expect("Envoy with the Datadog tracer");
+    let hop = Hop::new(envoy, echo);
+    let burst = concurrent_wave(hop.port, "burst", 40, 1, caller_headers(7));
+    let first = check_wave(&hop, &collector, Shape::NoProvider, 100, &burst);
+    hop.envoy
+        .wait_for_log("this hop: datadog ", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let later = concurrent_wave(hop.port, "later", 40, 1, caller_headers(8));
+    let then = check_wave(&hop, &collector, Shape::NoProvider, 100, &later);
+    for r in &later {
+        let up = hop
+            .echo
+            .requests()
+            .into_iter()
+            .find(|u| u.path == r.path)
+            .expect("upstream");
+        assert_eq!(up.header("x-b3-traceid"), None, "{up:?}");
+        assert!(up.header("x-datadog-trace-id").is_some(), "{up:?}");
+        // W3C callers are joined, and told.
+        if r.client % 4 >= 2 {
+            let want = own_trace(8, r.client, r.round);
+            assert_eq!(r.response.header("x-trace-id"), Some(want), "{}", r.path);
+        }
+    }
+    eprintln!(
+        "Datadog: first 40 at once: {} told; later: {} of {} told",
+        first.told, then.told, then.requests
+    );
+}
+
 /// Sampling follows the mesh: on Istio's sidecar with no tracer provider, a new trace is sampled
 /// exactly where Envoy's connection manager marked the request id (`random_sampling`), so the
 /// share is the operator's rate; a trusted caller's `x-client-trace-id` forces it.
