@@ -23,6 +23,8 @@ pub struct LogRecord<'a> {
     pub method: Option<&'a str>,
     pub path: Option<&'a str>,
     pub status: Option<u64>,
+    /// A gRPC call's status code; absent for plain HTTP.
+    pub grpc_status: Option<u32>,
     /// Microseconds; written as milliseconds with three decimals.
     pub duration_us: Option<u64>,
     pub upstream_cluster: Option<&'a str>,
@@ -94,6 +96,10 @@ impl LogRecord<'_> {
             Some(s) => out.push_str(&s.to_string()),
             None => out.push_str("null"),
         }
+        if let Some(g) = self.grpc_status {
+            key(&mut out, "grpc_status");
+            out.push_str(&g.to_string());
+        }
         key(&mut out, "duration_ms");
         match self.duration_us {
             // Integer arithmetic: float formatting would add ~14 KB to the module.
@@ -145,6 +151,7 @@ mod tests {
             method: Some("GET"),
             path: Some("/cart"),
             status: Some(200),
+            grpc_status: Some(5),
             duration_us: Some(1235),
             upstream_cluster: Some("outbound|80||backend.default.svc.cluster.local"),
         };
@@ -157,6 +164,8 @@ mod tests {
         assert_eq!(v["pod"], "checkout-v2-abc");
         assert_eq!(v["path"], "/cart");
         assert_eq!(v["status"], 200);
+        assert_eq!(v["grpc_status"], 5);
+        assert!(json.contains(r#""status":200,"grpc_status":5,"#), "{json}");
         assert_eq!(v["duration_ms"], 1.235);
         assert_eq!(
             v["upstream_cluster"],
@@ -180,12 +189,14 @@ mod tests {
             method: None,
             path: Some("/a\"b\\c\n\u{1}"),
             status: None,
+            grpc_status: None,
             duration_us: None,
             upstream_cluster: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert!(v["trace_id"].is_null() && v["sampled"].is_null() && v["status"].is_null());
         assert!(v["duration_ms"].is_null());
+        assert!(v.get("grpc_status").is_none(), "absent for plain HTTP");
         for (us, ms) in [
             (0, "0.000"),
             (7, "0.007"),

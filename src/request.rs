@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use crate::context::{Format, TraceContext};
 use crate::decision::{self, Circumstances, Decision};
+use crate::grpc;
 use crate::headers::TraceHeaders;
 use crate::hop::{self, Hop};
 use crate::host::{HeaderPairs, Host, Map};
@@ -28,6 +29,8 @@ pub struct RequestFilter {
     hop_check: Option<HopCheck>,
     /// The filter's own span for this request (export on, sampled), from the request phase.
     span: Option<SpanStart>,
+    /// The request is a gRPC call (its `content-type`): its status is read when it completes.
+    grpc: bool,
 }
 
 /// What `on_log` needs from the request phase to judge the hop.
@@ -53,6 +56,7 @@ impl RequestFilter {
             decision: None,
             hop_check: None,
             span: None,
+            grpc: false,
         }
     }
 
@@ -73,6 +77,7 @@ impl RequestFilter {
                 came_with_datadog: headers.datadog,
             });
         }
+        self.grpc = pairs.get("content-type").is_some_and(grpc::is_grpc);
         if d.own_span {
             self.span = Some(SpanStart {
                 start_ns: host.now_nanos().unwrap_or(0),
@@ -187,6 +192,7 @@ impl RequestFilter {
         let check = self
             .hop_check
             .filter(|_| host.property(&["upstream", "address"]).is_some());
+        let grpc_status = self.grpc_status(host);
         if !log_enabled && check.is_none() && self.span.is_none() {
             return;
         }
@@ -214,7 +220,7 @@ impl RequestFilter {
         if !log_enabled && self.span.is_none() {
             return;
         }
-        let outcome = Outcome::read(host);
+        let outcome = Outcome::read(host, grpc_status);
         if let Some(span) = self.span.take() {
             finish_span(&plugin, host, d, span, &outcome);
         }
@@ -225,6 +231,25 @@ impl RequestFilter {
             };
             write_log_line(&plugin, host, d, carried, pairs, &outcome);
         }
+    }
+}
+
+impl RequestFilter {
+    /// A gRPC call's status, counted (one property read, for gRPC calls only).
+    fn grpc_status(&self, host: &impl Host) -> Option<u32> {
+        if !self.grpc {
+            return None;
+        }
+        let m = &self.plugin.metrics;
+        m.grpc_calls.bump();
+        let status = host
+            .property(&["response", "grpc_status"])
+            .and_then(|b| le_u64(&b))
+            .and_then(|c| u32::try_from(c).ok());
+        if status.is_some_and(grpc::is_server_error) {
+            m.grpc_errors.bump();
+        }
+        status
     }
 }
 
@@ -279,13 +304,15 @@ fn is_trace_id(v: &[u8]) -> bool {
 /// How the request ended, from Envoy's stream info: three property reads.
 struct Outcome {
     status: Option<u64>,
+    grpc_status: Option<u32>,
     upstream_cluster: Option<String>,
     duration_us: Option<u64>,
 }
 
 impl Outcome {
-    fn read(host: &impl Host) -> Outcome {
+    fn read(host: &impl Host, grpc_status: Option<u32>) -> Outcome {
         Outcome {
+            grpc_status,
             status: host
                 .property(&["response", "code"])
                 .and_then(|b| le_u64(&b)),
@@ -309,6 +336,7 @@ fn finish_span(plugin: &Plugin, host: &impl Host, d: &Decision, span: SpanStart,
     let http = HttpFields {
         line: span.line,
         status: o.status,
+        grpc_status: o.grpc_status,
         upstream_cluster: o.upstream_cluster.as_deref(),
     };
     let mut finished = FinishedSpan::new(&d.context, span.start_ns, end_ns, http);
@@ -356,6 +384,7 @@ fn write_log_line(
         method: method.as_deref(),
         path: path.as_deref(),
         status: o.status,
+        grpc_status: o.grpc_status,
         duration_us: o.duration_us,
         upstream_cluster: o.upstream_cluster.as_deref(),
     };
@@ -923,5 +952,28 @@ mod tests {
         r.on_response_headers(&host);
         r.on_log(&host);
         assert_eq!(told(&host), None);
+    }
+
+    /// A gRPC call's status goes on the log line and into the counters (one property read,
+    /// for gRPC calls only); plain HTTP reads nothing more.
+    #[test]
+    fn grpc_calls_log_and_count_their_status() {
+        let host = FakeHost::new();
+        let p = plugin(&host, r#"{"tracer": "none"}"#);
+        host.set_prop(&["response", "code"], &200u64.to_le_bytes());
+        for code in [0u64, 5, 13] {
+            host.set_prop(&["response", "grpc_status"], &code.to_le_bytes());
+            request(&host, &p, &[("content-type", "application/grpc")], |_| {});
+            let line = host.logged(log::Level::Info).pop().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["grpc_status"], code, "{line}");
+        }
+        host.reset_call_counts();
+        request(&host, &p, &[], |_| {});
+        let line = host.logged(log::Level::Info).pop().unwrap();
+        assert!(!line.contains("grpc_status"), "{line}");
+        p.tick(&host);
+        assert_eq!(host.counter("trace_inject.grpc.calls"), 3);
+        assert_eq!(host.counter("trace_inject.grpc.errors"), 1, "INTERNAL only");
     }
 }

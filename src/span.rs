@@ -53,6 +53,8 @@ pub struct HttpFields<'a> {
     pub line: RequestLine,
     /// Envoy's `response.code`.
     pub status: Option<u64>,
+    /// Envoy's `response.grpc_status`, for a gRPC call.
+    pub grpc_status: Option<u32>,
     /// Envoy's `xds.cluster_name`.
     pub upstream_cluster: Option<&'a str>,
 }
@@ -69,6 +71,7 @@ pub struct FinishedSpan {
     /// Client-controlled strings, each cut to its `MAX_*_BYTES`.
     pub line: RequestLine,
     pub status: Option<u16>,
+    pub grpc_status: Option<u32>,
     pub upstream_cluster: Option<String>,
     /// The trace an untrusted caller sent, which this span's trace replaced (`trust_incoming`).
     pub caller_trace_id: Option<TraceId>,
@@ -87,6 +90,7 @@ impl FinishedSpan {
             debug: context.sampling == Sampling::Debug,
             line: http.line,
             status: http.status.and_then(|s| u16::try_from(s).ok()),
+            grpc_status: http.grpc_status,
             upstream_cluster: http
                 .upstream_cluster
                 .map(|c| truncate_utf8(c, MAX_CLUSTER_BYTES).to_string()),
@@ -105,6 +109,12 @@ impl FinishedSpan {
 
     fn is_error(&self) -> bool {
         self.status.is_some_and(|s| s >= 500)
+    }
+
+    /// The call's service and method, for a gRPC call with a well-formed path.
+    fn rpc(&self) -> Option<(&str, &str)> {
+        self.grpc_status?;
+        crate::grpc::service_and_method(self.line.path.as_deref()?)
     }
 }
 
@@ -229,12 +239,20 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
         push_json_str(&mut out, service);
         out.push_str("},\"tags\":{");
         let status = s.status.map(|c| c.to_string());
+        let grpc_status = s.grpc_status.map(|c| c.to_string());
         let caller = s.caller_trace_id.map(TraceId::to_hex32);
+        // As Envoy's own tracer tags a response: `error` on a 5xx, and on a gRPC status not OK.
+        let error = match (&status, s.grpc_status) {
+            (_, Some(g)) if g != 0 => Some("true"),
+            (Some(code), _) if s.is_error() => Some(code.as_str()),
+            _ => None,
+        };
         let own = [
             ("http.method", s.line.method.as_deref()),
             ("http.path", s.line.path.as_deref()),
             ("http.status_code", status.as_deref()),
-            ("error", status.as_deref().filter(|_| s.is_error())),
+            ("grpc.status_code", grpc_status.as_deref()),
+            ("error", error),
             ("upstream_cluster", s.upstream_cluster.as_deref()),
             ("caller_trace_id", caller.as_deref()),
         ];
@@ -343,8 +361,13 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
     }
     let method = s.line.method.as_deref();
     let known = method.filter(|m| KNOWN_METHODS.contains(m));
+    let rpc = s.rpc();
     out.push_str(",\"name\":");
-    push_json_str(out, known.unwrap_or("HTTP"));
+    match rpc {
+        // RPC conventions: `$rpc.service/$rpc.method`.
+        Some((service, method)) => push_json_str(out, &format!("{service}/{method}")),
+        None => push_json_str(out, known.unwrap_or("HTTP")),
+    }
     out.push_str(",\"kind\":2,\"startTimeUnixNano\":\"");
     out.push_str(&s.start_ns.to_string());
     out.push_str("\",\"endTimeUnixNano\":\"");
@@ -394,9 +417,30 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
         sep(out);
         push_attr_str(out, "trace_inject.caller_trace_id", &t.to_hex32());
     }
+    if let Some(code) = s.grpc_status {
+        sep(out);
+        push_attr_str(out, "rpc.system", "grpc");
+        if let Some((service, method)) = rpc {
+            sep(out);
+            push_attr_str(out, "rpc.service", service);
+            sep(out);
+            push_attr_str(out, "rpc.method", method);
+        }
+        sep(out);
+        push_attr_int(out, "rpc.grpc.status_code", code.into());
+    }
     out.push(']');
-    if s.is_error() {
-        out.push_str(",\"status\":{\"code\":2}");
+    // A gRPC server span fails on the conventions' server errors (a 200 carries them all); an
+    // HTTP one on a 5xx.
+    match s.grpc_status {
+        Some(code) if crate::grpc::is_server_error(code) => {
+            out.push_str(",\"status\":{\"code\":2,\"message\":");
+            push_json_str(out, crate::grpc::code_name(code));
+            out.push('}');
+        }
+        Some(_) => {}
+        None if s.is_error() => out.push_str(",\"status\":{\"code\":2}"),
+        None => {}
     }
     out.push('}');
 }
@@ -465,6 +509,7 @@ mod tests {
                     Some("localhost:10000"),
                 ),
                 status: Some(if n == 2 { 503 } else { 200 }),
+                grpc_status: None,
                 upstream_cluster: Some("echo"),
             },
         )
@@ -512,6 +557,7 @@ mod tests {
             HttpFields {
                 line: line(Some(&"M".repeat(100)), Some(&long_path), Some(&long_host)),
                 status: Some(200),
+                grpc_status: None,
                 upstream_cluster: Some(&"c".repeat(1000)),
             },
         );
@@ -588,6 +634,7 @@ mod tests {
                         Some("checkout.shop.svc.cluster.local"),
                     ),
                     status: Some(200),
+                    grpc_status: None,
                     upstream_cluster: Some("inbound|8080||"),
                 },
             )
@@ -752,5 +799,59 @@ mod tests {
             empty["resourceSpans"][0]["scopeSpans"][0]["spans"],
             serde_json::json!([])
         );
+    }
+
+    /// A gRPC call's span: Envoy's tags in Zipkin (`grpc.status_code`, `error` where not OK);
+    /// OpenTelemetry's RPC conventions in OTLP (name, `rpc.*`, ERROR on a server error only).
+    #[test]
+    fn grpc_calls_carry_their_status_in_both_protocols() {
+        let call = |code: u32| {
+            span_with(
+                1,
+                HttpFields {
+                    line: line(Some("POST"), Some("/shop.Cart/Add"), Some("cart:8080")),
+                    status: Some(200),
+                    grpc_status: Some(code),
+                    upstream_cluster: None,
+                },
+            )
+        };
+        let z: serde_json::Value =
+            serde_json::from_str(&zipkin_json(&[call(0), call(5)], "cart", &[])).unwrap();
+        assert_eq!(z[0]["tags"]["grpc.status_code"], "0");
+        assert!(z[0]["tags"].get("error").is_none());
+        assert_eq!(z[1]["tags"]["grpc.status_code"], "5");
+        assert_eq!(z[1]["tags"]["error"], "true");
+        let resource = OtlpResource::new("cart", &workload(), &NodeInfo::default());
+        let o: serde_json::Value =
+            serde_json::from_str(&otlp_json(&[call(5), call(13)], &resource)).unwrap();
+        let spans = &o["resourceSpans"][0]["scopeSpans"][0]["spans"];
+        let attr = |span: &serde_json::Value, key: &str| {
+            span["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == key)
+                .map(|a| a["value"].clone())
+        };
+        for span in spans.as_array().unwrap() {
+            assert_eq!(span["name"], "shop.Cart/Add");
+            assert_eq!(attr(span, "rpc.system").unwrap()["stringValue"], "grpc");
+            assert_eq!(
+                attr(span, "rpc.service").unwrap()["stringValue"],
+                "shop.Cart"
+            );
+            assert_eq!(attr(span, "rpc.method").unwrap()["stringValue"], "Add");
+        }
+        assert_eq!(
+            attr(&spans[0], "rpc.grpc.status_code").unwrap()["intValue"],
+            "5"
+        );
+        assert!(
+            spans[0].get("status").is_none(),
+            "NOT_FOUND: not a server error"
+        );
+        assert_eq!(spans[1]["status"]["code"], 2);
+        assert_eq!(spans[1]["status"]["message"], "INTERNAL");
     }
 }

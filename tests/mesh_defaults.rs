@@ -536,10 +536,8 @@ fn an_untrusted_caller_cannot_force_the_next_hop_to_trace() {
 fn an_exported_span_always_has_its_own_span_id() {
     let echo = EchoServer::start();
     let collector = Collector::start();
-    let config = format!(
-        r#"{{"tracer": "auto", "export": {{"cluster": "zipkin", "flush_interval_ms": 100}}}}"#
-    );
-    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), &config)
+    let config = r#"{"tracer": "auto", "export": {"cluster": "zipkin", "flush_interval_ms": 100}}"#;
+    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), config)
         .replace(
             "port_value: 9411}",
             format!("port_value: {}}}", collector.port()),
