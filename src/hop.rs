@@ -213,9 +213,9 @@ impl HopKnowledge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::extract_all;
     use crate::headers::TraceHeaders;
     use crate::host::fake::FakeHost;
-    use crate::propagator::extract_all;
     use crate::test_fixtures::{ctx, S, T32};
 
     fn carried(pairs: &[(&str, &str)]) -> [Extracted; 3] {

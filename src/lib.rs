@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod decision;
 pub mod export;
+pub mod formats;
 pub mod grpc;
 pub mod headers;
 pub mod hop;

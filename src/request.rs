@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use crate::context::{Format, TraceContext};
 use crate::decision::{self, Circumstances, Decision};
+use crate::formats;
 use crate::grpc;
 use crate::headers::TraceHeaders;
 use crate::hop::{self, Hop};
@@ -16,7 +17,7 @@ use crate::host::{HeaderPairs, Host, Map};
 use crate::ids::TraceId;
 use crate::log_record::{loggable_path, LogRecord, MAX_LOG_PATH_BYTES};
 use crate::plugin::{Plugin, SPAN_TAG_KEYS};
-use crate::propagator::{self, Extracted};
+use crate::propagator::Extracted;
 use crate::span::{FinishedSpan, HttpFields, RequestLine, MAX_METHOD_BYTES};
 use crate::text::client_text;
 use crate::tracer::TracerKind;
@@ -201,7 +202,7 @@ impl RequestFilter {
             host.header_pairs(Map::RequestHeaders).map(|pairs| {
                 let headers = TraceHeaders::collect(pairs.iter());
                 let datadog = headers.datadog;
-                (propagator::extract_all(&headers), datadog, pairs)
+                (formats::extract_all(&headers), datadog, pairs)
             })
         } else {
             None
@@ -394,8 +395,8 @@ fn write_log_line(
 /// The context the request left with, read by the same rules as the decision (`precedence`
 /// first), then any other valid format (what a tracer wrote beside them).
 fn context_carried(carried: &[Extracted; 3], precedence: &[Format]) -> Option<TraceContext> {
-    propagator::first_context(carried, precedence)
-        .or_else(|| propagator::first_context(carried, &Format::ALL))
+    formats::first_context(carried, precedence)
+        .or_else(|| formats::first_context(carried, &Format::ALL))
         .map(|(_, c)| c)
 }
 

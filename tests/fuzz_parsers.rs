@@ -19,10 +19,10 @@ use trace_inject::b3;
 use trace_inject::config::{Config, TracerMode};
 use trace_inject::context::{Format, Parsed, Sampling, TraceContext};
 use trace_inject::decision::{self, Circumstances, Decision, Source};
+use trace_inject::formats;
 use trace_inject::headers::{self as h, MultiHeaders, TraceHeaders};
 use trace_inject::hop::Hop;
 use trace_inject::ids::{IdSource, SpanId, TraceId};
-use trace_inject::propagator;
 use trace_inject::settings::Settings;
 use trace_inject::tracer::{Outcome, TracerKind};
 use trace_inject::w3c;
@@ -553,12 +553,12 @@ fn apply(headers: &[(String, Vec<u8>)], d: &Decision) -> Vec<(String, Vec<u8>)> 
 
 /// What one format says in a set of collected headers.
 fn state(h: &TraceHeaders, f: Format) -> Parsed {
-    propagator::of(f).extract(h).parsed
+    formats::of(f).extract(h).parsed
 }
 
 /// Repeated, a future version or otherwise not as the filter would write it.
 fn inexact(h: &TraceHeaders, f: Format) -> bool {
-    let p = propagator::of(f);
+    let p = formats::of(f);
     p.present(h) && !p.extract(h).exact
 }
 
@@ -1139,8 +1139,8 @@ proptest! {
         let h = TraceHeaders::collect(incoming.iter().copied());
         let settings = Settings::compile(cfg.clone(), false);
         let d = decision::decide(&h, &settings, on(Hop::Unknown), &mut ids.clone());
-        let states = propagator::extract_all(&h);
-        let winner = propagator::first_context(&states, &settings.precedence).map(|(_, c)| c);
+        let states = formats::extract_all(&h);
+        let winner = formats::first_context(&states, &settings.precedence).map(|(_, c)| c);
         for e in &d.edits {
             if let Some(v) = &e.value {
                 assert_valid_edit_value(e.name, v);
