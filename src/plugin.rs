@@ -15,16 +15,6 @@ use crate::workload::{NodeInfo, Workload};
 /// The root context's tick, in milliseconds (shorter when export flushes more often).
 pub const TICK_MS: u64 = 1000;
 
-/// Filter-state keys for the span tags, in `Workload::fields` order. Envoy's tracing custom tags
-/// read them as `%FILTER_STATE(wasm.trace_inject.service:PLAIN)%`.
-pub const SPAN_TAG_KEYS: [&str; 5] = [
-    "trace_inject.service",
-    "trace_inject.namespace",
-    "trace_inject.version",
-    "trace_inject.workload",
-    "trace_inject.cluster",
-];
-
 /// Shared-data key of what this plugin learnt about the hop (with the plugin's name: another
 /// plugin of this module in the same Envoy may sit on another hop).
 const HOP_KEY: &str = "trace_inject.hop";

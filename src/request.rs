@@ -16,7 +16,7 @@ use crate::hop::{self, Hop};
 use crate::host::{HeaderPairs, Host, Map};
 use crate::ids::TraceId;
 use crate::log_record::{loggable_path, LogRecord, MAX_LOG_PATH_BYTES};
-use crate::plugin::{Plugin, SPAN_TAG_KEYS};
+use crate::plugin::Plugin;
 use crate::propagator::Extracted;
 use crate::span::{FinishedSpan, HttpFields, RequestLine, MAX_METHOD_BYTES};
 use crate::text::client_text;
@@ -149,8 +149,7 @@ impl RequestFilter {
             Hop::Plain => false,
         };
         if read {
-            let fields = self.plugin.workload.fields();
-            for (key, (_, value)) in SPAN_TAG_KEYS.iter().zip(fields) {
+            for (_, key, value) in self.plugin.workload.span_tags() {
                 host.set_property(&[key], value.as_bytes());
             }
         }
