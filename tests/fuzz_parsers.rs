@@ -834,7 +834,7 @@ proptest! {
                 // The grammar, ids in either case (as Envoy and OpenTelemetry read them):
                 // formatting gives back the very bytes, lower-cased.
                 prop_assert_eq!(b3::format_single(&c).into_bytes(), v.to_ascii_lowercase());
-                prop_assert_eq!(b3::read_single(&v).1, v == v.to_ascii_lowercase());
+                prop_assert_eq!(b3::read_single(&v).canonical, v == v.to_ascii_lowercase());
             }
             Parsed::SamplingOnly(_) => prop_assert!(v == b"0" || v == b"1" || v == b"d"),
             Parsed::Malformed(why) => prop_assert!(!why.is_empty()),
