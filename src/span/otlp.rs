@@ -33,11 +33,12 @@ impl OtlpResource {
             .filter_map(|(k, v)| Some((k, v?)))
             .collect();
         let mut json = String::from("{\"attributes\":[");
-        for (i, (k, v)) in attributes.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            push_attr_str(&mut json, k, v);
+        let mut attrs = Attributes {
+            out: &mut json,
+            first: true,
+        };
+        for (k, v) in &attributes {
+            attrs.str(k, v);
         }
         json.push_str("]}");
         OtlpResource { attributes, json }
@@ -62,7 +63,8 @@ const KNOWN_METHODS: [&str; 9] = [
 /// (`kind` 2) named by its method, with the HTTP semantic-convention attributes
 /// `http.request.method` (+ `http.request.method_original` for `_OTHER`), `url.path`,
 /// `server.address`, `server.port`, `http.response.status_code`, plus `upstream_cluster`
-/// (as Envoy's tracers name it); status ERROR (2) on 5xx, unset otherwise.
+/// (as Envoy's tracers name it); status ERROR (2) on 5xx, unset otherwise. A gRPC call follows
+/// the RPC conventions (`span_name`, `rpc_attributes`, `push_status`).
 pub fn otlp_json(spans: &[FinishedSpan], resource: &OtlpResource) -> String {
     let mut out = String::with_capacity(600 * spans.len() + resource.json.len() + 128);
     out.push_str("{\"resourceSpans\":[{\"resource\":");
@@ -93,79 +95,82 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
         p.push_hex(out);
         out.push('"');
     }
-    let method = s.line.method.as_deref();
-    let known = method.filter(|m| KNOWN_METHODS.contains(m));
-    let rpc = s.rpc();
     out.push_str(",\"name\":");
-    match rpc {
-        // RPC conventions: `$rpc.service/$rpc.method`.
-        Some((service, method)) => push_json_str(out, &format!("{service}/{method}")),
-        None => push_json_str(out, known.unwrap_or("HTTP")),
-    }
+    push_json_str(out, &span_name(s));
     out.push_str(",\"kind\":2,\"startTimeUnixNano\":\"");
     out.push_str(&s.start_ns.to_string());
     out.push_str("\",\"endTimeUnixNano\":\"");
     out.push_str(&s.end_ns.max(s.start_ns).to_string());
     out.push_str("\",\"attributes\":[");
-    let mut first = true;
-    let mut sep = |out: &mut String| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-    };
-    if let Some(m) = method {
-        sep(out);
-        push_attr_str(out, "http.request.method", known.unwrap_or("_OTHER"));
-        if known.is_none() {
-            sep(out);
-            push_attr_str(out, "http.request.method_original", m);
+    let mut attrs = Attributes { out, first: true };
+    http_attributes(&mut attrs, s);
+    rpc_attributes(&mut attrs, s);
+    out.push(']');
+    push_status(out, s);
+    out.push('}');
+}
+
+/// The conventions' span name: `$rpc.service/$rpc.method` for a gRPC call, else the method (or
+/// `HTTP` for one they do not know).
+fn span_name(s: &FinishedSpan) -> String {
+    match s.rpc() {
+        Some((service, method)) => format!("{service}/{method}"),
+        None => known_method(s).unwrap_or("HTTP").to_string(),
+    }
+}
+
+fn known_method(s: &FinishedSpan) -> Option<&str> {
+    s.line
+        .method
+        .as_deref()
+        .filter(|m| KNOWN_METHODS.contains(m))
+}
+
+/// The HTTP semantic-convention attributes, `upstream_cluster` and the caller's trace id.
+fn http_attributes(attrs: &mut Attributes, s: &FinishedSpan) {
+    if let Some(m) = s.line.method.as_deref() {
+        attrs.str("http.request.method", known_method(s).unwrap_or("_OTHER"));
+        if known_method(s).is_none() {
+            attrs.str("http.request.method_original", m);
         }
     }
     if let Some(p) = &s.line.path {
-        sep(out);
-        push_attr_str(out, "url.path", p);
+        attrs.str("url.path", p);
     }
-    if let Some((host, port)) = s
-        .line
-        .authority
-        .as_deref()
-        .and_then(crate::authority::split_host_port)
-    {
-        sep(out);
-        push_attr_str(out, "server.address", host);
+    let authority = s.line.authority.as_deref();
+    if let Some((host, port)) = authority.and_then(crate::authority::split_host_port) {
+        attrs.str("server.address", host);
         if let Some(port) = port.and_then(|p| p.parse::<u16>().ok()) {
-            sep(out);
-            push_attr_int(out, "server.port", port.into());
+            attrs.int("server.port", port.into());
         }
     }
     if let Some(code) = s.status {
-        sep(out);
-        push_attr_int(out, "http.response.status_code", code.into());
+        attrs.int("http.response.status_code", code.into());
     }
     if let Some(c) = &s.upstream_cluster {
-        sep(out);
-        push_attr_str(out, "upstream_cluster", c);
+        attrs.str("upstream_cluster", c);
     }
     if let Some(t) = s.caller_trace_id {
-        sep(out);
-        push_attr_str(out, "trace_inject.caller_trace_id", &t.to_hex32());
+        attrs.str("trace_inject.caller_trace_id", &t.to_hex32());
     }
-    if let Some(code) = s.grpc_status {
-        sep(out);
-        push_attr_str(out, "rpc.system", "grpc");
-        if let Some((service, method)) = rpc {
-            sep(out);
-            push_attr_str(out, "rpc.service", service);
-            sep(out);
-            push_attr_str(out, "rpc.method", method);
-        }
-        sep(out);
-        push_attr_int(out, "rpc.grpc.status_code", code.into());
+}
+
+/// The RPC conventions' attributes of a gRPC call.
+fn rpc_attributes(attrs: &mut Attributes, s: &FinishedSpan) {
+    let Some(code) = s.grpc_status else {
+        return;
+    };
+    attrs.str("rpc.system", "grpc");
+    if let Some((service, method)) = s.rpc() {
+        attrs.str("rpc.service", service);
+        attrs.str("rpc.method", method);
     }
-    out.push(']');
-    // A gRPC server span fails on the conventions' server errors (a 200 carries them all); an
-    // HTTP one on a 5xx.
+    attrs.int("rpc.grpc.status_code", code.into());
+}
+
+/// A gRPC server span fails on the conventions' server errors (a 200 carries them all); an HTTP
+/// one on a 5xx.
+fn push_status(out: &mut String, s: &FinishedSpan) {
     match s.grpc_status {
         Some(code) if crate::grpc::is_server_error(code) => {
             out.push_str(",\"status\":{\"code\":2,\"message\":");
@@ -176,24 +181,37 @@ fn push_otlp_span(out: &mut String, s: &FinishedSpan) {
         None if s.is_error() => out.push_str(",\"status\":{\"code\":2}"),
         None => {}
     }
-    out.push('}');
 }
 
-fn push_attr_str(out: &mut String, key: &str, value: &str) {
-    out.push_str("{\"key\":");
-    push_json_str(out, key);
-    out.push_str(",\"value\":{\"stringValue\":");
-    push_json_str(out, value);
-    out.push_str("}}");
+/// An OTLP `attributes` array being written: commas between entries.
+struct Attributes<'a> {
+    out: &'a mut String,
+    first: bool,
 }
 
-/// `intValue` is an int64: a decimal string in OTLP JSON.
-fn push_attr_int(out: &mut String, key: &str, value: u64) {
-    out.push_str("{\"key\":");
-    push_json_str(out, key);
-    out.push_str(",\"value\":{\"intValue\":\"");
-    out.push_str(&value.to_string());
-    out.push_str("\"}}");
+impl Attributes<'_> {
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        self.out.push_str("{\"key\":");
+        push_json_str(self.out, key);
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.out.push_str(",\"value\":{\"stringValue\":");
+        push_json_str(self.out, value);
+        self.out.push_str("}}");
+    }
+
+    /// `intValue` is an int64: a decimal string in OTLP JSON.
+    fn int(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.push_str(",\"value\":{\"intValue\":\"");
+        self.out.push_str(&value.to_string());
+        self.out.push_str("\"}}");
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::FinishedSpan;
 use crate::ids::TraceId;
-use crate::text::push_json_str;
+use crate::text::JsonObject;
 
 /// A Zipkin v2 JSON array (`POST /api/v2/spans`), every span a SERVER span of `service`, with
 /// `common` tags (the workload) added to each. Tags: `http.method`, `http.path`,
@@ -15,63 +15,63 @@ pub fn zipkin_json(spans: &[FinishedSpan], service: &str, common: &[(&str, &str)
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"traceId\":\"");
-        s.trace_id.push_b3(&mut out);
-        out.push_str("\",\"id\":\"");
-        s.id.push_hex(&mut out);
-        out.push('"');
-        if let Some(p) = s.parent_id {
-            out.push_str(",\"parentId\":\"");
-            p.push_hex(&mut out);
-            out.push('"');
-        }
-        out.push_str(",\"kind\":\"SERVER\",\"name\":");
-        push_json_str(&mut out, s.line.authority.as_deref().unwrap_or("-"));
-        out.push_str(",\"timestamp\":");
-        out.push_str(&(s.start_ns / 1000).to_string());
-        out.push_str(",\"duration\":");
-        out.push_str(
-            &(s.end_ns.saturating_sub(s.start_ns) / 1000)
-                .max(1)
-                .to_string(),
-        );
-        if s.debug {
-            out.push_str(",\"debug\":true");
-        }
-        out.push_str(",\"localEndpoint\":{\"serviceName\":");
-        push_json_str(&mut out, service);
-        out.push_str("},\"tags\":{");
-        let status = s.status.map(|c| c.to_string());
-        let grpc_status = s.grpc_status.map(|c| c.to_string());
-        let caller = s.caller_trace_id.map(TraceId::to_hex32);
-        // As Envoy's own tracer tags a response: `error` on a 5xx, and on a gRPC status not OK.
-        let error = match (&status, s.grpc_status) {
-            (_, Some(g)) if g != 0 => Some("true"),
-            (Some(code), _) if s.is_error() => Some(code.as_str()),
-            _ => None,
-        };
-        let own = [
-            ("http.method", s.line.method.as_deref()),
-            ("http.path", s.line.path.as_deref()),
-            ("http.status_code", status.as_deref()),
-            ("grpc.status_code", grpc_status.as_deref()),
-            ("error", error),
-            ("upstream_cluster", s.upstream_cluster.as_deref()),
-            ("caller_trace_id", caller.as_deref()),
-        ];
-        let tags = own.into_iter().filter_map(|(k, v)| Some((k, v?)));
-        for (j, (k, v)) in tags.chain(common.iter().copied()).enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            push_json_str(&mut out, k);
-            out.push(':');
-            push_json_str(&mut out, v);
-        }
-        out.push_str("}}");
+        push_span(&mut out, s, service, common);
     }
     out.push(']');
     out
+}
+
+fn push_span(out: &mut String, s: &FinishedSpan, service: &str, common: &[(&str, &str)]) {
+    let mut o = JsonObject::open(out);
+    o.quoted("traceId", |out| s.trace_id.push_b3(out));
+    o.quoted("id", |out| s.id.push_hex(out));
+    if let Some(p) = s.parent_id {
+        o.quoted("parentId", |out| p.push_hex(out));
+    }
+    o.str("kind", "SERVER");
+    o.str("name", s.line.authority.as_deref().unwrap_or("-"));
+    o.key("timestamp")
+        .push_str(&(s.start_ns / 1000).to_string());
+    let duration_us = (s.end_ns.saturating_sub(s.start_ns) / 1000).max(1);
+    o.key("duration").push_str(&duration_us.to_string());
+    if s.debug {
+        o.key("debug").push_str("true");
+    }
+    let mut endpoint = JsonObject::open(o.key("localEndpoint"));
+    endpoint.str("serviceName", service);
+    endpoint.close();
+    let mut tags = JsonObject::open(o.key("tags"));
+    for (k, v) in own_tags(s)
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+    {
+        tags.str(k, v);
+    }
+    for (k, v) in common {
+        tags.str(k, v);
+    }
+    tags.close();
+    o.close();
+}
+
+/// The span's own tags (absent ones `None`). As Envoy's own tracer tags a response: `error` on
+/// a 5xx, and on a gRPC status other than OK.
+fn own_tags(s: &FinishedSpan) -> [(&'static str, Option<String>); 7] {
+    let status = s.status.map(|c| c.to_string());
+    let error = match (&status, s.grpc_status) {
+        (_, Some(g)) if g != 0 => Some("true".to_string()),
+        (Some(code), _) if s.is_error() => Some(code.clone()),
+        _ => None,
+    };
+    [
+        ("http.method", s.line.method.clone()),
+        ("http.path", s.line.path.clone()),
+        ("http.status_code", status),
+        ("grpc.status_code", s.grpc_status.map(|c| c.to_string())),
+        ("error", error),
+        ("upstream_cluster", s.upstream_cluster.clone()),
+        ("caller_trace_id", s.caller_trace_id.map(TraceId::to_hex32)),
+    ]
 }
 
 #[cfg(test)]
