@@ -607,9 +607,7 @@ mod tests {
         assert!(B3Multi.fields().contains(&"x-b3-traceid"));
     }
 
-    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
-        TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
-    }
+    use crate::fixtures::headers;
 
     #[test]
     fn both_forms_through_the_propagator_interface() {

@@ -465,7 +465,9 @@ fn reserved_response_header(name: &str) -> Option<&'static str> {
         "set-cookie" | "www-authenticate" | "proxy-authenticate" => {
             Some("makes the client keep or send state")
         }
-        _ if crate::headers::TRACE_CONTEXT_NAMES.contains(&name) => {
+        _ if crate::headers::CONTEXT_HEADERS.contains(&name)
+            || crate::headers::ENVOY_TRACING_HEADERS.contains(&name) =>
+        {
             Some("is a trace context header")
         }
         _ => None,

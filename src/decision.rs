@@ -161,6 +161,31 @@ impl Incoming {
         self.winner.is_some_and(|(f, _)| self.state(f).lenient)
     }
 
+    /// The decision for this input, with what a plan settled: its edits (and the malformed
+    /// input they removed); nothing forwarded, nothing told, no span of its own, until the plan
+    /// says so.
+    fn decision(
+        &self,
+        context: TraceContext,
+        source: Source,
+        edits: Vec<Edit>,
+        malformed: Vec<(&'static str, &'static str)>,
+    ) -> Decision {
+        Decision {
+            context,
+            forwarded: [None; 3],
+            source,
+            edits,
+            malformed,
+            conflict: self.conflict,
+            normalised: self.normalised(),
+            restarted: self.restarted,
+            caller_trace_id: self.caller_trace_id,
+            told_trace_id: None,
+            own_span: false,
+        }
+    }
+
     /// Step 2: the context that goes on, and how it came.
     fn resolve(
         &self,
@@ -265,17 +290,10 @@ fn plain(
     let mut malformed = incoming.malformed.clone();
     let (edits, forwarded) = plan_plain(&incoming, &context, h, s, &mut malformed);
     Decision {
-        context,
         forwarded,
-        source,
-        edits,
-        malformed,
-        conflict: incoming.conflict,
-        normalised: incoming.normalised(),
-        restarted: incoming.restarted,
-        caller_trace_id: incoming.caller_trace_id,
         told_trace_id: Some(context.trace_id),
         own_span,
+        ..incoming.decision(context, source, edits, malformed)
     }
 }
 
@@ -355,18 +373,12 @@ fn beside_tracer(
     let mut malformed = incoming.malformed.clone();
     let incoming_tp = incoming.state(Format::W3c).context();
     w3c::plan_tracestate(h, incoming_tp, outgoing, &mut edits, &mut malformed);
+    // The tracer joined the caller's trace before any filter ran: nobody restarted it.
     Decision {
-        context,
-        forwarded: [None; 3],
-        source,
-        edits,
-        normalised: incoming.normalised(),
         restarted: false,
         caller_trace_id: None,
-        malformed,
-        conflict: incoming.conflict,
         told_trace_id: joined.map(TraceId::new_128),
-        own_span: false,
+        ..incoming.decision(context, source, edits, malformed)
     }
 }
 
@@ -429,17 +441,9 @@ fn while_learning(
     let incoming_tp = incoming.state(Format::W3c).context();
     w3c::plan_tracestate(h, incoming_tp, outgoing, &mut edits, &mut malformed);
     Decision {
-        context,
         forwarded,
-        source,
-        edits,
-        malformed,
-        conflict: incoming.conflict,
-        normalised: incoming.normalised(),
-        restarted: incoming.restarted,
-        caller_trace_id: incoming.caller_trace_id,
         told_trace_id: continued.map(|w| w.trace_id),
-        own_span: false,
+        ..incoming.decision(context, source, edits, malformed)
     }
 }
 

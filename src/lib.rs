@@ -33,5 +33,5 @@ pub mod workload;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
-#[cfg(test)]
-mod test_fixtures;
+#[doc(hidden)]
+pub mod fixtures;

@@ -104,18 +104,7 @@ fn millis(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn workload() -> Workload {
-        Workload {
-            service: "checkout".into(),
-            namespace: "shop".into(),
-            version: "v2".into(),
-            workload: "checkout-v2".into(),
-            cluster: "Kubernetes".into(),
-            mesh: "cluster.local".into(),
-            pod: "checkout-v2-abc".into(),
-        }
-    }
+    use crate::fixtures::workload;
 
     #[test]
     fn a_complete_record_is_json_with_every_field() {
@@ -142,7 +131,7 @@ mod tests {
         assert_eq!(v["sampled"], true);
         assert_eq!(v["context"], "b3");
         assert_eq!(v["service"], "checkout");
-        assert_eq!(v["pod"], "checkout-v2-abc");
+        assert_eq!(v["pod"], "checkout-v2-7d9f8c-abcde");
         assert_eq!(v["path"], "/cart");
         assert_eq!(v["status"], 200);
         assert_eq!(v["grpc_status"], 5);

@@ -407,10 +407,10 @@ fn le_u64(b: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{S, T32};
     use crate::host::fake::FakeHost;
-    use crate::test_fixtures::{S, T32};
 
-    const TRACED_ID: &str = "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d";
+    use crate::fixtures::TRACED_REQUEST_ID;
 
     fn plugin(host: &FakeHost, config: &str) -> Rc<Plugin> {
         *host.configuration.borrow_mut() = config.as_bytes().to_vec();
@@ -479,7 +479,7 @@ mod tests {
             "{info:?}"
         );
         // From now on: B3 removed, nothing of its own written, a joined traceparent told.
-        let tp = crate::test_fixtures::TRACEPARENT;
+        let tp = crate::fixtures::TRACEPARENT;
         request(
             &host,
             &p,
@@ -491,10 +491,7 @@ mod tests {
             |_| {},
         );
         assert_eq!(req(&host, "x-b3-traceid"), None);
-        assert_eq!(
-            told(&host).as_deref(),
-            Some(crate::test_fixtures::W3C_TRACE)
-        );
+        assert_eq!(told(&host).as_deref(), Some(crate::fixtures::W3C_TRACE));
     }
 
     /// Host calls per request, over `CHECK_EVERY` requests after `warm` (sorted by kind).
@@ -665,7 +662,7 @@ mod tests {
         let p = plugin(&host, "{}");
         went_upstream(&host);
         let tracer_ids = "00000000000000000000000000000abc";
-        request(&host, &p, &[("x-request-id", TRACED_ID)], |h| {
+        request(&host, &p, &[("x-request-id", TRACED_REQUEST_ID)], |h| {
             // The filter left nothing (a traced request, tracer unknown): Zipkin's router writes.
             assert_eq!(req(h, "x-b3-traceid"), None);
             assert_eq!(req(h, "traceparent"), None);
@@ -741,7 +738,7 @@ mod tests {
         let p = plugin(&host, "{}");
         request(&host, &p, &[], |_| {});
         assert_eq!(host.calls_of("set_property"), 0);
-        request(&host, &p, &[("x-request-id", TRACED_ID)], |_| {});
+        request(&host, &p, &[("x-request-id", TRACED_REQUEST_ID)], |_| {});
         assert_eq!(host.calls_of("set_property"), 5);
     }
 

@@ -669,9 +669,7 @@ mod tests {
         }
     }
 
-    fn th<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
-        TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
-    }
+    use crate::fixtures::headers as th;
 
     #[test]
     fn each_separator_is_checked() {

@@ -6,7 +6,9 @@
 //! Needs `make build`, `make envoy` and `scripts/build-gohost.sh` (.tools/bin/gohost).
 
 mod common;
+use common::otlp::{attr, int, string};
 use common::*;
+use trace_inject::fixtures::{S, T32};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,12 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 
 const ISTIO_CLUSTER: &str = "outbound|9411||jaeger-collector.istio-system.svc.cluster.local";
 const SERVICE_HOST: &str = "jaeger-collector.istio-system.svc.cluster.local";
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
 
 /// `tests/gohost` running: Go's net/http server, reverse-proxying to `target_port`.
 struct GoHost {
@@ -247,27 +246,6 @@ fn zipkin_export_through_an_istio_cluster_name_reaches_a_go_server() {
     );
 }
 
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-}
-
-fn string(v: Option<&Value>) -> Option<&str> {
-    match v {
-        Some(Value::StringValue(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn int(v: Option<&Value>) -> Option<i64> {
-    match v {
-        Some(Value::IntValue(i)) => Some(*i),
-        _ => None,
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -286,14 +264,7 @@ fn otlp_export_through_an_istio_cluster_name_parses_by_the_official_schema() {
         ),
     );
     for incoming in [None, Some((T32, S))] {
-        let headers: Vec<(&[u8], &[u8])> = match incoming {
-            None => vec![],
-            Some((t, s)) => vec![
-                (b"x-b3-traceid", t.as_bytes()),
-                (b"x-b3-spanid", s.as_bytes()),
-                (b"x-b3-sampled", b"1"),
-            ],
-        };
+        let headers = sampled_b3(incoming);
         let r = http::request(port, "GET", "/orders?id=7", &headers).unwrap();
         assert_eq!(r.status, 200);
         let trace = r.header("x-trace-id").expect("x-trace-id");

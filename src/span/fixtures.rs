@@ -3,9 +3,8 @@
 use super::*;
 use crate::context::{Sampling, TraceContext};
 use crate::ids::{SpanId, TraceId};
-use crate::workload::Workload;
 
-pub const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
+pub use crate::fixtures::{workload, T32};
 
 pub fn ctx(n: u64) -> TraceContext {
     TraceContext {
@@ -52,16 +51,4 @@ pub fn span(n: u64) -> FinishedSpan {
             upstream_cluster: Some("echo"),
         },
     )
-}
-
-pub fn workload() -> Workload {
-    Workload {
-        service: "checkout".into(),
-        namespace: "shop".into(),
-        version: "v2".into(),
-        workload: "checkout-v2".into(),
-        cluster: "Kubernetes".into(),
-        mesh: "cluster.local".into(),
-        pod: "checkout-v2-7d9f8c-abcde".into(),
-    }
 }
