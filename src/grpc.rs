@@ -23,6 +23,12 @@ pub fn is_server_error(code: u32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
+/// A status code Envoy's own tracer tags `error` on (`http_tracer_impl.cc`, since
+/// envoyproxy/envoy#18877): the server errors above and RESOURCE_EXHAUSTED.
+pub fn envoy_tags_error(code: u32) -> bool {
+    is_server_error(code) || code == 8
+}
+
 /// The code's name, as gRPC writes it.
 pub fn code_name(code: u32) -> &'static str {
     match code {

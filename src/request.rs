@@ -48,6 +48,7 @@ struct HopCheck {
 struct SpanStart {
     start_ns: u64,
     line: RequestLine,
+    grpc: bool,
 }
 
 impl RequestFilter {
@@ -87,6 +88,7 @@ impl RequestFilter {
                     pairs.get(":path"),
                     pairs.get(":authority"),
                 ),
+                grpc: self.grpc,
             });
         }
         self.decision = Some(d);
@@ -340,6 +342,7 @@ fn finish_span(plugin: &Plugin, host: &impl Host, d: &Decision, span: SpanStart,
     let http = HttpFields {
         line: span.line,
         status: o.status,
+        grpc: span.grpc,
         grpc_status: o.grpc_status,
         upstream_cluster: o.upstream_cluster.as_deref(),
     };

@@ -124,6 +124,7 @@ mod tests {
                         Some("checkout.shop.svc.cluster.local"),
                     ),
                     status: Some(200),
+                    grpc: false,
                     grpc_status: None,
                     upstream_cluster: Some("inbound|8080||"),
                 },

@@ -47,6 +47,7 @@ pub fn span(n: u64) -> FinishedSpan {
                 Some("localhost:10000"),
             ),
             status: Some(if n == 2 { 503 } else { 200 }),
+            grpc: false,
             grpc_status: None,
             upstream_cluster: Some("echo"),
         },

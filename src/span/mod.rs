@@ -61,7 +61,9 @@ pub struct HttpFields<'a> {
     pub line: RequestLine,
     /// Envoy's `response.code`.
     pub status: Option<u64>,
-    /// Envoy's `response.grpc_status`, for a gRPC call.
+    /// The request is a gRPC call (its `content-type`).
+    pub grpc: bool,
+    /// Envoy's `response.grpc_status`, where it knows one.
     pub grpc_status: Option<u32>,
     /// Envoy's `xds.cluster_name`.
     pub upstream_cluster: Option<&'a str>,
@@ -79,6 +81,7 @@ pub struct FinishedSpan {
     /// Client-controlled strings, each cut to its `MAX_*_BYTES`.
     pub line: RequestLine,
     pub status: Option<u16>,
+    pub grpc: bool,
     pub grpc_status: Option<u32>,
     pub upstream_cluster: Option<String>,
     /// The trace an untrusted caller sent, which this span's trace replaced (`trust_incoming`).
@@ -98,6 +101,7 @@ impl FinishedSpan {
             debug: context.sampling == Sampling::Debug,
             line: http.line,
             status: http.status.and_then(|s| u16::try_from(s).ok()),
+            grpc: http.grpc,
             grpc_status: http.grpc_status,
             upstream_cluster: http
                 .upstream_cluster
@@ -121,7 +125,9 @@ impl FinishedSpan {
 
     /// The call's service and method, for a gRPC call with a well-formed path.
     pub(crate) fn rpc(&self) -> Option<(&str, &str)> {
-        self.grpc_status?;
+        if !self.grpc {
+            return None;
+        }
         crate::grpc::service_and_method(self.line.path.as_deref()?)
     }
 }
@@ -141,6 +147,7 @@ mod tests {
             HttpFields {
                 line: line(Some(&"M".repeat(100)), Some(&long_path), Some(&long_host)),
                 status: Some(200),
+                grpc: false,
                 grpc_status: None,
                 upstream_cluster: Some(&"c".repeat(1000)),
             },
@@ -192,26 +199,38 @@ mod tests {
     /// OpenTelemetry's RPC conventions in OTLP (name, `rpc.*`, ERROR on a server error only).
     #[test]
     fn grpc_calls_carry_their_status_in_both_protocols() {
-        let call = |code: u32| {
+        let ended = |status: Option<u64>, code: Option<u32>| {
             span_with(
                 1,
                 HttpFields {
                     line: line(Some("POST"), Some("/shop.Cart/Add"), Some("cart:8080")),
-                    status: Some(200),
-                    grpc_status: Some(code),
+                    status,
+                    grpc: true,
+                    grpc_status: code,
                     upstream_cluster: None,
                 },
             )
         };
-        let z: serde_json::Value =
-            serde_json::from_str(&zipkin_json(&[call(0), call(5)], "cart", &[])).unwrap();
+        let call = |code: u32| ended(Some(200), Some(code));
+        // Envoy's own tags: `error` for its error codes (8 included, 5 not), and where no response
+        // came (a client that gave up).
+        let spans = [call(0), call(5), call(8), call(13), ended(None, None)];
+        let z: serde_json::Value = serde_json::from_str(&zipkin_json(&spans, "cart", &[])).unwrap();
+        let error = |i: usize| z[i]["tags"].get("error").cloned();
         assert_eq!(z[0]["tags"]["grpc.status_code"], "0");
-        assert!(z[0]["tags"].get("error").is_none());
         assert_eq!(z[1]["tags"]["grpc.status_code"], "5");
-        assert_eq!(z[1]["tags"]["error"], "true");
+        assert_eq!(error(0), None);
+        assert_eq!(error(1), None, "NOT_FOUND: not an error to Envoy");
+        for i in [2, 3, 4] {
+            assert_eq!(error(i), Some("true".into()), "{i}");
+        }
+        assert!(z[4]["tags"].get("grpc.status_code").is_none());
         let resource = OtlpResource::new("cart", &workload(), &NodeInfo::default());
-        let o: serde_json::Value =
-            serde_json::from_str(&otlp_json(&[call(5), call(13)], &resource)).unwrap();
+        let o: serde_json::Value = serde_json::from_str(&otlp_json(
+            &[call(5), call(13), ended(None, None)],
+            &resource,
+        ))
+        .unwrap();
         let spans = &o["resourceSpans"][0]["scopeSpans"][0]["spans"];
         let attr = |span: &serde_json::Value, key: &str| {
             span["attributes"]
@@ -233,6 +252,10 @@ mod tests {
         assert_eq!(
             attr(&spans[0], "rpc.grpc.status_code").unwrap()["intValue"],
             "5"
+        );
+        assert!(
+            attr(&spans[2], "rpc.grpc.status_code").is_none(),
+            "no status known: the call is still named from its path"
         );
         assert!(
             spans[0].get("status").is_none(),

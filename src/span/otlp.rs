@@ -157,15 +157,17 @@ fn http_attributes(attrs: &mut Attributes, s: &FinishedSpan) {
 
 /// The RPC conventions' attributes of a gRPC call.
 fn rpc_attributes(attrs: &mut Attributes, s: &FinishedSpan) {
-    let Some(code) = s.grpc_status else {
+    if !s.grpc {
         return;
-    };
+    }
     attrs.str("rpc.system", "grpc");
     if let Some((service, method)) = s.rpc() {
         attrs.str("rpc.service", service);
         attrs.str("rpc.method", method);
     }
-    attrs.int("rpc.grpc.status_code", code.into());
+    if let Some(code) = s.grpc_status {
+        attrs.int("rpc.grpc.status_code", code.into());
+    }
 }
 
 /// A gRPC server span fails on the conventions' server errors (a 200 carries them all); an HTTP

@@ -58,11 +58,12 @@ fn push_span(out: &mut String, s: &FinishedSpan, service: &str, common: &[(&str,
 /// a 5xx, and on a gRPC status other than OK.
 fn own_tags(s: &FinishedSpan) -> [(&'static str, Option<String>); 7] {
     let status = s.status.map(|c| c.to_string());
-    let error = match (&status, s.grpc_status) {
-        (_, Some(g)) if g != 0 => Some("true".to_string()),
-        (Some(code), _) if s.is_error() => Some(code.clone()),
-        _ => None,
-    };
+    // As Envoy's own tracer (http_tracer_impl.cc): no response code, a 5xx, or a gRPC status
+    // it counts as an error.
+    let failed = s.status.is_none_or(|c| c == 0)
+        || s.is_error()
+        || s.grpc_status.is_some_and(crate::grpc::envoy_tags_error);
+    let error = failed.then(|| "true".to_string());
     [
         ("http.method", s.line.method.clone()),
         ("http.path", s.line.path.clone()),
@@ -101,7 +102,7 @@ mod tests {
         assert_eq!(v[1]["tags"]["http.method"], "GET");
         assert_eq!(v[1]["tags"]["http.path"], "/a\"b", "no query string");
         assert_eq!(v[1]["tags"]["http.status_code"], "503");
-        assert_eq!(v[1]["tags"]["error"], "503");
+        assert_eq!(v[1]["tags"]["error"], "true", "as Envoy's tracer writes it");
         assert!(v[0]["tags"].get("error").is_none());
         assert_eq!(v[1]["tags"]["upstream_cluster"], "echo");
         assert_eq!(v[1]["tags"]["namespace"], "shop");
@@ -110,6 +111,10 @@ mod tests {
         let bare = span_with(1, HttpFields::default());
         let v: serde_json::Value = serde_json::from_str(&zipkin_json(&[bare], "x", &[])).unwrap();
         assert_eq!(v[0]["name"], "-");
-        assert_eq!(v[0]["tags"], serde_json::json!({}));
+        assert_eq!(
+            v[0]["tags"],
+            serde_json::json!({"error": "true"}),
+            "no response code: Envoy's tracer calls it an error"
+        );
     }
 }
