@@ -10,6 +10,7 @@ pub use trace_inject_devtools::envoy::{free_port, Envoy, EnvoyBuilder};
 pub use trace_inject_devtools::http::{self, Response};
 
 pub mod oracle;
+pub mod otlp;
 
 pub const WASM: &str = "dist/trace_inject.wasm";
 
