@@ -2,8 +2,8 @@
 everything the client got back, as a gRPC application sees it.
 
 stdin, one JSON object:
-  {"target": "127.0.0.1:PORT",
-   "calls": [{"path": "/trace.inject.test.Echo/Unary",
+  {"calls": [{"target": "127.0.0.1:PORT",
+              "path": "/trace.inject.test.Echo/Unary",
               "kind": "unary" | "stream",          (server streaming)
               "metadata": [[name, value], ...],    (optional; names lower case)
               "timeout": seconds,                  (optional: the call's deadline)
@@ -13,7 +13,7 @@ stdout, one JSON object:
               "initial_metadata": [[name, value], ...], "trailing_metadata": [[name, value], ...],
               "responses": ["text", ...]}, ...]}
 
-The calls run one after another on one channel (one HTTP/2 connection to Envoy). A call's
+The calls run one after another, one channel (one HTTP/2 connection) per target. A call's
 failure is its result, not the script's: the script fails only on a bad plan.
 Run with the interpreter of .tools/grpc-venv (scripts/install-grpc.sh).
 """
@@ -64,9 +64,18 @@ def run(channel, call):
 
 def main():
     plan = json.load(sys.stdin)
-    # grpc honours http_proxy/https_proxy from the environment: never for a test's loopback Envoy.
-    with grpc.insecure_channel(plan["target"], options=[("grpc.enable_http_proxy", 0)]) as ch:
-        results = [run(ch, c) for c in plan["calls"]]
+    channels = {}
+    results = []
+    for call in plan["calls"]:
+        target = call["target"]
+        if target not in channels:
+            # grpc honours http_proxy from the environment: never for a test's loopback Envoy.
+            channels[target] = grpc.insecure_channel(
+                target, options=[("grpc.enable_http_proxy", 0)]
+            )
+        results.append(run(channels[target], call))
+    for ch in channels.values():
+        ch.close()
     json.dump({"calls": results}, sys.stdout)
     sys.stdout.write("\n")
 

@@ -9,8 +9,11 @@ status in `grpc-status`):
   NotFound          fails NOT_FOUND before sending anything: a trailers-only response
   InternalAfterData server streaming: one message, then fails INTERNAL (status in the trailers)
   Slow              sleeps until the client gives up (its deadline) or 10 s pass, then answers
+  Fail              ends with the status the request names ("NOT_FOUND", "DATA_LOSS", ...; "OK"
+                    answers an empty message), trailers-only
 
-Any other method is answered by grpc itself: UNIMPLEMENTED, trailers-only.
+Any other method is answered by grpc itself: UNIMPLEMENTED, trailers-only (a last handler only
+writes down what such a call received, and declines it).
 
 stdout, one JSON object a line: first {"port": N} (bound on 127.0.0.1, a port the kernel picks),
 then one {"method": "/trace.inject.test.Echo/NAME", "metadata": [[name, value], ...]} per call
@@ -37,14 +40,25 @@ def emit(record):
         sys.stdout.flush()
 
 
+def record(path, invocation_metadata):
+    """Writes a call's metadata on stdout and returns it as a dict."""
+    metadata = [[k, v.hex() if isinstance(v, bytes) else v] for k, v in invocation_metadata]
+    call = {"method": path, "metadata": metadata}
+    emit(call)
+    return call
+
+
 def received(method, context):
-    """Writes the call's metadata on stdout and returns it as a dict."""
-    metadata = [
-        [k, v.hex() if isinstance(v, bytes) else v] for k, v in context.invocation_metadata()
-    ]
-    record = {"method": f"/{SERVICE}/{method}", "metadata": metadata}
-    emit(record)
-    return record
+    return record(f"/{SERVICE}/{method}", context.invocation_metadata())
+
+
+class Unknown(grpc.GenericRpcHandler):
+    """Asked last: a method no handler serves. Writes it down and declines it, so that grpc answers
+    UNIMPLEMENTED itself."""
+
+    def service(self, handler_call_details):
+        record(handler_call_details.method, handler_call_details.invocation_metadata)
+        return None
 
 
 def reply(record, request, **more):
@@ -82,12 +96,21 @@ def slow(request, context):
     return reply(record, request)
 
 
+def fail(request, context):
+    received("Fail", context)
+    code = grpc.StatusCode[request.decode()]
+    if code == grpc.StatusCode.OK:
+        return b""
+    context.abort(code, f"failed with {code.name} as asked")
+
+
 HANDLERS = {
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "Stream": grpc.unary_stream_rpc_method_handler(stream),
     "NotFound": grpc.unary_unary_rpc_method_handler(not_found),
     "InternalAfterData": grpc.unary_stream_rpc_method_handler(internal_after_data),
     "Slow": grpc.unary_unary_rpc_method_handler(slow),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
 }
 
 
@@ -97,7 +120,9 @@ def main():
         # Another test's server must never share the port.
         options=[("grpc.so_reuseport", 0)],
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, HANDLERS),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, HANDLERS), Unknown())
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     if port == 0:
         sys.exit("could not bind 127.0.0.1:0")
