@@ -39,7 +39,10 @@ impl Propagator for B3Multi {
     }
 
     fn extract(&self, h: &TraceHeaders) -> Extracted {
-        let (parsed, canonical) = read_multi(&h.b3);
+        let Spelled {
+            value: parsed,
+            canonical,
+        } = read_multi(&h.b3);
         Extracted {
             lenient: !canonical && matches!(parsed, Parsed::Context(_)),
             exact: canonical && !h.b3_repeated,
@@ -89,7 +92,10 @@ impl Propagator for B3Single {
         let Some(v) = h.b3_single else {
             return Extracted::ABSENT;
         };
-        let (parsed, canonical) = read_single(v);
+        let Spelled {
+            value: parsed,
+            canonical,
+        } = read_single(v);
         Extracted {
             lenient: !canonical && matches!(parsed, Parsed::Context(_)),
             exact: canonical && !h.b3_single_repeated,
@@ -114,174 +120,184 @@ impl Propagator for B3Single {
 
 /// Parses the `x-b3-*` headers (strictness as `read_multi`).
 pub fn parse_multi(h: &MultiHeaders) -> Parsed {
-    read_multi(h).0
+    read_multi(h).value
+}
+
+/// A value read leniently, and whether it was spelled as the filter writes it (canonical): a
+/// lenient spelling is continued and written back canonically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spelled<T> {
+    pub value: T,
+    pub canonical: bool,
+}
+
+impl<T> Spelled<T> {
+    fn canonical(value: T) -> Self {
+        Spelled {
+            value,
+            canonical: true,
+        }
+    }
+}
+
+/// What a malformed id of one B3 form is reported as.
+struct IdReasons {
+    trace: &'static str,
+    span: &'static str,
+    parent: &'static str,
+}
+
+const MULTI_REASONS: IdReasons = IdReasons {
+    trace: "x-b3-traceid is not 16 or 32 hex, non-zero",
+    span: "x-b3-spanid is not 16 hex, non-zero",
+    parent: "x-b3-parentspanid is not 16 hex, non-zero",
+};
+
+const SINGLE_REASONS: IdReasons = IdReasons {
+    trace: "b3 trace id is not 16 or 32 hex, non-zero",
+    span: "b3 span id is not 16 hex, non-zero",
+    parent: "b3 parent span id is not 16 hex, non-zero",
+};
+
+/// Trace, span and (optional) parent id as either B3 form carries them, in either case: the
+/// context, canonical where every id was lower case.
+fn read_ids(
+    trace: &[u8],
+    span: &[u8],
+    parent: Option<&[u8]>,
+    sampling: Sampling,
+    why: &IdReasons,
+) -> Result<Spelled<TraceContext>, &'static str> {
+    let (trace_id, t_lower) = TraceId::parse_b3_lenient(trace).ok_or(why.trace)?;
+    let (span_id, s_lower) = SpanId::parse_b3_lenient(span).ok_or(why.span)?;
+    let (parent_span_id, p_lower) = match parent {
+        None => (None, true),
+        Some(p) => {
+            let (p, lower) = SpanId::parse_b3_lenient(p).ok_or(why.parent)?;
+            (Some(p), lower)
+        }
+    };
+    Ok(Spelled {
+        value: TraceContext {
+            trace_id,
+            span_id,
+            parent_span_id,
+            sampling,
+            random: false,
+        },
+        canonical: t_lower && s_lower && p_lower,
+    })
+}
+
+/// A malformed reading: never forwarded as it is.
+fn malformed(why: &'static str) -> Spelled<Parsed> {
+    Spelled {
+        value: Parsed::Malformed(why),
+        canonical: false,
+    }
 }
 
 /// Parses the `x-b3-*` headers as the ecosystem reads them (Envoy's Zipkin tracer and
 /// OpenTelemetry's B3 propagator, docs/b3-leniency.md): ids in either case, `x-b3-sampled`
-/// `true`/`false`, an `x-b3-flags` other than `1` ignored. The `bool` says the headers are in
-/// canonical form (lower-case ids, `1`/`0`, no ignored flags); a lenient reading is rewritten.
-pub fn read_multi(h: &MultiHeaders) -> (Parsed, bool) {
+/// `true`/`false`, an `x-b3-flags` other than `1` ignored.
+pub fn read_multi(h: &MultiHeaders) -> Spelled<Parsed> {
     if h.is_empty() {
-        return (Parsed::Absent, true);
+        return Spelled::canonical(Parsed::Absent);
     }
-    let (debug, flags_canonical) = h.flags.map_or((false, true), flags_lenient);
-    let (sampled, sampled_canonical) = match h.sampled {
-        None => (None, true),
-        Some(v) => match sampled_lenient(v) {
-            Some((s, canonical)) => (Some(s), canonical),
-            None => {
-                return (
-                    Parsed::Malformed("x-b3-sampled is not 0, 1, true or false"),
-                    false,
-                )
+    read_multi_present(h).unwrap_or_else(malformed)
+}
+
+fn read_multi_present(h: &MultiHeaders) -> Result<Spelled<Parsed>, &'static str> {
+    let sampling = multi_sampling(h)?;
+    let parsed = match (h.trace_id, h.span_id) {
+        (None, None) if h.parent_span_id.is_none() => {
+            Spelled::canonical(Parsed::SamplingOnly(sampling.value))
+        }
+        (Some(t), Some(s)) => {
+            let c = read_ids(t, s, h.parent_span_id, sampling.value, &MULTI_REASONS)?;
+            Spelled {
+                value: Parsed::Context(c.value),
+                canonical: c.canonical,
             }
-        },
+        }
+        (Some(_), None) => return Err("x-b3-traceid without x-b3-spanid"),
+        (None, _) => return Err("x-b3-spanid or x-b3-parentspanid without x-b3-traceid"),
     };
-    let sampling = match (debug, sampled) {
+    Ok(Spelled {
+        canonical: parsed.canonical && sampling.canonical,
+        ..parsed
+    })
+}
+
+/// The sampling state `x-b3-sampled` and `x-b3-flags` say (debug wins).
+fn multi_sampling(h: &MultiHeaders) -> Result<Spelled<Sampling>, &'static str> {
+    let debug = h.flags.map_or(Spelled::canonical(false), flags_lenient);
+    let sampled = match h.sampled {
+        None => Spelled::canonical(None),
+        Some(v) => {
+            let s = sampled_lenient(v).ok_or("x-b3-sampled is not 0, 1, true or false")?;
+            Spelled {
+                value: Some(s.value),
+                canonical: s.canonical,
+            }
+        }
+    };
+    let value = match (debug.value, sampled.value) {
         (true, _) => Sampling::Debug,
         (false, Some(true)) => Sampling::Accept,
         (false, Some(false)) => Sampling::Deny,
         (false, None) => Sampling::Defer,
     };
-    let mut canonical = flags_canonical && sampled_canonical;
-    let parsed = match (h.trace_id, h.span_id) {
-        (None, None) if h.parent_span_id.is_none() => Parsed::SamplingOnly(sampling),
-        (Some(t), Some(s)) => {
-            let Some((trace_id, t_lower)) = TraceId::parse_b3_lenient(t) else {
-                return (
-                    Parsed::Malformed("x-b3-traceid is not 16 or 32 hex, non-zero"),
-                    false,
-                );
-            };
-            let Some((span_id, s_lower)) = SpanId::parse_b3_lenient(s) else {
-                return (
-                    Parsed::Malformed("x-b3-spanid is not 16 hex, non-zero"),
-                    false,
-                );
-            };
-            let parent_span_id = match h.parent_span_id {
-                None => None,
-                Some(p) => match SpanId::parse_b3_lenient(p) {
-                    Some((p, p_lower)) => {
-                        canonical &= p_lower;
-                        Some(p)
-                    }
-                    None => {
-                        return (
-                            Parsed::Malformed("x-b3-parentspanid is not 16 hex, non-zero"),
-                            false,
-                        )
-                    }
-                },
-            };
-            canonical &= t_lower && s_lower;
-            Parsed::Context(TraceContext {
-                trace_id,
-                span_id,
-                parent_span_id,
-                sampling,
-                random: false,
-            })
-        }
-        (Some(_), None) => Parsed::Malformed("x-b3-traceid without x-b3-spanid"),
-        (None, _) => Parsed::Malformed("x-b3-spanid or x-b3-parentspanid without x-b3-traceid"),
-    };
-    (parsed, canonical)
+    Ok(Spelled {
+        value,
+        canonical: debug.canonical && sampled.canonical,
+    })
 }
 
 /// Parses a `b3` single-header value (strictness as `read_single`).
 pub fn parse_single(v: &[u8]) -> Parsed {
-    read_single(v).0
+    read_single(v).value
 }
 
-/// Parses a `b3` single-header value; ids in either case, as Envoy and OpenTelemetry read them
-/// (the `bool`: canonical, lower case).
-pub fn read_single(v: &[u8]) -> (Parsed, bool) {
-    let (parsed, lower) = single(v);
-    (parsed, lower)
+/// Parses a `b3` single-header value; ids in either case, as Envoy and OpenTelemetry read them.
+pub fn read_single(v: &[u8]) -> Spelled<Parsed> {
+    read_single_fields(v).unwrap_or_else(malformed)
 }
 
-fn single(v: &[u8]) -> (Parsed, bool) {
-    let sampling_of = |f: &[u8]| match f {
+fn single_sampling(f: &[u8]) -> Option<Sampling> {
+    match f {
         b"0" => Some(Sampling::Deny),
         b"1" => Some(Sampling::Accept),
         b"d" => Some(Sampling::Debug),
         _ => None,
-    };
+    }
+}
+
+fn read_single_fields(v: &[u8]) -> Result<Spelled<Parsed>, &'static str> {
     let mut fields = v.split(|&c| c == b'-');
-    let (Some(first), second, third, fourth, rest) = (
+    let (Some(first), second, third, fourth, None) = (
         fields.next(),
         fields.next(),
         fields.next(),
         fields.next(),
         fields.next(),
     ) else {
-        return (Parsed::Malformed("b3 is empty"), false);
+        return Err("b3 has more than four fields");
     };
-    if rest.is_some() {
-        return (Parsed::Malformed("b3 has more than four fields"), false);
-    }
     let Some(second) = second else {
         // Only a sampling state.
-        return match sampling_of(first) {
-            Some(s) => (Parsed::SamplingOnly(s), true),
-            None => (
-                Parsed::Malformed("b3 sampling-only value is not 0, 1 or d"),
-                false,
-            ),
-        };
+        let s = single_sampling(first).ok_or("b3 sampling-only value is not 0, 1 or d")?;
+        return Ok(Spelled::canonical(Parsed::SamplingOnly(s)));
     };
-    let Some((trace_id, t_lower)) = TraceId::parse_b3_lenient(first) else {
-        return (
-            Parsed::Malformed("b3 trace id is not 16 or 32 hex, non-zero"),
-            false,
-        );
-    };
-    let Some((span_id, s_lower)) = SpanId::parse_b3_lenient(second) else {
-        return (
-            Parsed::Malformed("b3 span id is not 16 hex, non-zero"),
-            false,
-        );
-    };
-    let mut lower = t_lower && s_lower;
     let sampling = match third {
         None => Sampling::Defer,
-        Some(f) => match sampling_of(f) {
-            Some(s) => s,
-            None => {
-                return (
-                    Parsed::Malformed("b3 sampling state is not 0, 1 or d"),
-                    false,
-                )
-            }
-        },
+        Some(f) => single_sampling(f).ok_or("b3 sampling state is not 0, 1 or d")?,
     };
-    let parent_span_id = match fourth {
-        None => None,
-        Some(p) => match SpanId::parse_b3_lenient(p) {
-            Some((p, p_lower)) => {
-                lower &= p_lower;
-                Some(p)
-            }
-            None => {
-                return (
-                    Parsed::Malformed("b3 parent span id is not 16 hex, non-zero"),
-                    false,
-                )
-            }
-        },
-    };
-    (
-        Parsed::Context(TraceContext {
-            trace_id,
-            span_id,
-            parent_span_id,
-            sampling,
-            random: false,
-        }),
-        lower,
-    )
+    let c = read_ids(first, second, fourth, sampling, &SINGLE_REASONS)?;
+    Ok(Spelled {
+        value: Parsed::Context(c.value),
+        canonical: c.canonical,
+    })
 }
 
 /// The `x-b3-*` headers for `ctx`: (name, Some(value)) to set, (name, None) to remove.
@@ -326,24 +342,28 @@ pub fn format_single(ctx: &TraceContext) -> String {
 
 /// `X-B3-Sampled` read as the B3 spec asks a lenient reader to ("implementations should accept
 /// `true|false`", never send them) and as Envoy and OpenTelemetry do (`docs/b3-leniency.md`):
-/// `Some((sampled, canonical))`, `canonical` false for `true`/`false` (to be written `1`/`0`).
-/// Other values (`True`, `2`) are refused: the two readers disagree on them.
-pub fn sampled_lenient(v: &[u8]) -> Option<(bool, bool)> {
-    match v {
-        b"1" => Some((true, true)),
-        b"0" => Some((false, true)),
-        b"true" => Some((true, false)),
-        b"false" => Some((false, false)),
-        _ => None,
-    }
+/// not canonical for `true`/`false` (to be written `1`/`0`). Other values (`True`, `2`) are
+/// refused: the two readers disagree on them.
+pub fn sampled_lenient(v: &[u8]) -> Option<Spelled<bool>> {
+    let (value, canonical) = match v {
+        b"1" => (true, true),
+        b"0" => (false, true),
+        b"true" => (true, false),
+        b"false" => (false, false),
+        _ => return None,
+    };
+    Some(Spelled { value, canonical })
 }
 
 /// `X-B3-Flags` read as Envoy and OpenTelemetry read it: `1` is debug; any other value is ignored,
-/// not fatal (the B3 spec: "no implementation treats it as a bit field"). Returns
-/// `(debug, canonical)`; not canonical means the header is dropped when the filter writes B3.
-pub fn flags_lenient(v: &[u8]) -> (bool, bool) {
+/// not fatal (the B3 spec: "no implementation treats it as a bit field"). Whether it says debug;
+/// not canonical means the header is dropped when the filter writes B3.
+pub fn flags_lenient(v: &[u8]) -> Spelled<bool> {
     let debug = v == b"1";
-    (debug, debug)
+    Spelled {
+        value: debug,
+        canonical: debug,
+    }
 }
 
 #[cfg(test)]
@@ -463,10 +483,13 @@ mod tests {
         );
         h.flags = Some(b"2");
         h.sampled = Some(b"true");
-        let (p, canonical) = read_multi(&h);
+        let Spelled {
+            value: p,
+            canonical,
+        } = read_multi(&h);
         assert_eq!(ctx(p).sampling, Sampling::Accept);
         assert!(!canonical);
-        assert!(read_multi(&multi(Some(T32), Some(S))).1);
+        assert!(read_multi(&multi(Some(T32), Some(S))).canonical);
     }
 
     #[test]
@@ -557,16 +580,21 @@ mod tests {
     }
     #[test]
     fn sampling_headers_read_leniently() {
-        assert_eq!(sampled_lenient(b"1"), Some((true, true)));
-        assert_eq!(sampled_lenient(b"0"), Some((false, true)));
-        assert_eq!(sampled_lenient(b"true"), Some((true, false)));
-        assert_eq!(sampled_lenient(b"false"), Some((false, false)));
+        let spelled = |value, canonical| Some(Spelled { value, canonical });
+        assert_eq!(sampled_lenient(b"1"), spelled(true, true));
+        assert_eq!(sampled_lenient(b"0"), spelled(false, true));
+        assert_eq!(sampled_lenient(b"true"), spelled(true, false));
+        assert_eq!(sampled_lenient(b"false"), spelled(false, false));
         for bad in [&b""[..], b"True", b"FALSE", b"2", b"d", b" 1", b"\xff"] {
             assert_eq!(sampled_lenient(bad), None, "{bad:?}");
         }
-        assert_eq!(flags_lenient(b"1"), (true, true));
+        assert_eq!(flags_lenient(b"1"), Spelled::canonical(true));
         for ignored in [&b"0"[..], b"2", b"3", b"", b"debug", b"\xff"] {
-            assert_eq!(flags_lenient(ignored), (false, false), "{ignored:?}");
+            let ignored_flag = Spelled {
+                value: false,
+                canonical: false,
+            };
+            assert_eq!(flags_lenient(ignored), ignored_flag, "{ignored:?}");
         }
     }
 
@@ -579,9 +607,7 @@ mod tests {
         assert!(B3Multi.fields().contains(&"x-b3-traceid"));
     }
 
-    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
-        TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
-    }
+    use crate::fixtures::headers;
 
     #[test]
     fn both_forms_through_the_propagator_interface() {
@@ -626,7 +652,10 @@ mod tests {
             (format!("{t}-{}-1-{}", up(s), up(p)), false),
         ];
         for (v, canonical) in &singles {
-            let (parsed, read_canonical) = read_single(v.as_bytes());
+            let Spelled {
+                value: parsed,
+                canonical: read_canonical,
+            } = read_single(v.as_bytes());
             assert!(matches!(parsed, Parsed::Context(_)), "{v}");
             assert_eq!(read_canonical, *canonical, "{v}");
             let e = B3Single.extract(&headers(&[("b3", v)]));
@@ -656,7 +685,10 @@ mod tests {
             pairs.extend(sampled.map(|v| ("x-b3-sampled", v)));
             pairs.extend(flags.map(|v| ("x-b3-flags", v)));
             let h = headers(&pairs);
-            let (parsed, read_canonical) = read_multi(&h.b3);
+            let Spelled {
+                value: parsed,
+                canonical: read_canonical,
+            } = read_multi(&h.b3);
             assert!(matches!(parsed, Parsed::Context(_)), "{pairs:?}");
             assert_eq!(read_canonical, canonical, "{pairs:?}");
             let e = B3Multi.extract(&h);

@@ -140,6 +140,22 @@ impl ExportConfig {
                 ));
             }
         }
+        self.validate_authority()?;
+        if self
+            .service_name
+            .as_deref()
+            .is_some_and(|a| a.trim().is_empty())
+        {
+            return Err(err(
+                "export.service_name",
+                "must not be empty (leave it out for the workload's service)",
+            ));
+        }
+        self.validate_ranges()
+    }
+
+    /// A Host header a real server accepts: given, or derived from an Istio cluster name.
+    fn validate_authority(&self) -> Result<(), ConfigError> {
         match &self.authority {
             Some(a) if !crate::authority::is_valid_host_header(a) => {
                 return Err(err(
@@ -162,16 +178,10 @@ impl ExportConfig {
                 }
             }
         }
-        if self
-            .service_name
-            .as_deref()
-            .is_some_and(|a| a.trim().is_empty())
-        {
-            return Err(err(
-                "export.service_name",
-                "must not be empty (leave it out for the workload's service)",
-            ));
-        }
+        Ok(())
+    }
+
+    fn validate_ranges(&self) -> Result<(), ConfigError> {
         for (field, v, lo, hi) in [
             ("export.batch_size", self.batch_size as u64, 1, 10_000),
             (
@@ -349,6 +359,18 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         distinct(&self.precedence, "precedence", false)?;
         distinct(&self.outputs, "outputs", true)?;
+        self.validate_sampling()?;
+        if let Some(name) = &self.response_header {
+            validate_response_header(name)?;
+        }
+        if let Some(e) = &self.export {
+            e.validate()?;
+            self.validate_beside_export()?;
+        }
+        self.workload.validate()
+    }
+
+    fn validate_sampling(&self) -> Result<(), ConfigError> {
         let defer = self.new_trace_sampling == Some(NewTraceSampling::Defer);
         if defer && !self.outputs.is_empty() && !self.outputs.iter().any(|f| *f != Format::W3c) {
             return Err(err(
@@ -356,57 +378,65 @@ impl Config {
                 "\"defer\" needs a B3 output: W3C has no deferred decision (a traceparent says sampled or not)",
             ));
         }
-        if let Some(p) = self.sampling_percent {
-            if !(0.0..=100.0).contains(&p) {
-                return Err(err("sampling_percent", "must be between 0 and 100"));
-            }
-            if self.new_trace_sampling == Some(NewTraceSampling::Envoy) {
-                return Err(err(
-                    "sampling_percent",
-                    "is not used with \"new_trace_sampling\": \"envoy\" (Envoy's decision samples new traces): leave one out",
-                ));
-            }
+        let Some(p) = self.sampling_percent else {
+            return Ok(());
+        };
+        if !(0.0..=100.0).contains(&p) {
+            return Err(err("sampling_percent", "must be between 0 and 100"));
         }
-        if let Some(name) = &self.response_header {
-            if !is_header_name(name) {
-                return Err(err(
-                    "response_header",
-                    format!(
-                        "{name:?} is not a lower-case HTTP header name (use null to turn it off)"
-                    ),
-                ));
-            }
-            if let Some(why) = reserved_response_header(name) {
-                return Err(err(
-                    "response_header",
-                    format!("{name:?} {why}: choose another name, e.g. \"x-trace-id\""),
-                ));
-            }
+        if self.new_trace_sampling == Some(NewTraceSampling::Envoy) {
+            return Err(err(
+                "sampling_percent",
+                "is not used with \"new_trace_sampling\": \"envoy\" (Envoy's decision samples new traces): leave one out",
+            ));
         }
-        if let Some(e) = &self.export {
-            e.validate()?;
-            if defer {
-                return Err(err(
-                    "new_trace_sampling",
-                    "\"defer\" cannot be used with \"export\": no span of a trace whose sampling is left to the next hop can be reported here; use \"envoy\" or \"decide\"",
-                ));
-            }
-            if !matches!(self.tracer, TracerMode::Auto | TracerMode::None) {
-                return Err(err(
-                    "export",
-                    "cannot be used beside Envoy's tracer (\"tracer\": \"zipkin\", \"envoy\" or \"opentelemetry\"): it reports this hop's spans already",
-                ));
-            }
+        Ok(())
+    }
+
+    /// What `export` cannot be combined with.
+    fn validate_beside_export(&self) -> Result<(), ConfigError> {
+        if self.new_trace_sampling == Some(NewTraceSampling::Defer) {
+            return Err(err(
+                "new_trace_sampling",
+                "\"defer\" cannot be used with \"export\": no span of a trace whose sampling is left to the next hop can be reported here; use \"envoy\" or \"decide\"",
+            ));
         }
-        let w = &self.workload;
+        if !matches!(self.tracer, TracerMode::Auto | TracerMode::None) {
+            return Err(err(
+                "export",
+                "cannot be used beside Envoy's tracer (\"tracer\": \"zipkin\", \"envoy\" or \"opentelemetry\"): it reports this hop's spans already",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_response_header(name: &str) -> Result<(), ConfigError> {
+    if !is_header_name(name) {
+        return Err(err(
+            "response_header",
+            format!("{name:?} is not a lower-case HTTP header name (use null to turn it off)"),
+        ));
+    }
+    match reserved_response_header(name) {
+        Some(why) => Err(err(
+            "response_header",
+            format!("{name:?} {why}: choose another name, e.g. \"x-trace-id\""),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl WorkloadOverrides {
+    fn validate(&self) -> Result<(), ConfigError> {
         for (field, v) in [
-            ("workload.service", &w.service),
-            ("workload.namespace", &w.namespace),
-            ("workload.version", &w.version),
-            ("workload.workload", &w.workload),
-            ("workload.cluster", &w.cluster),
-            ("workload.mesh", &w.mesh),
-            ("workload.pod", &w.pod),
+            ("workload.service", &self.service),
+            ("workload.namespace", &self.namespace),
+            ("workload.version", &self.version),
+            ("workload.workload", &self.workload),
+            ("workload.cluster", &self.cluster),
+            ("workload.mesh", &self.mesh),
+            ("workload.pod", &self.pod),
         ] {
             if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 return Err(err(
@@ -435,7 +465,9 @@ fn reserved_response_header(name: &str) -> Option<&'static str> {
         "set-cookie" | "www-authenticate" | "proxy-authenticate" => {
             Some("makes the client keep or send state")
         }
-        _ if crate::headers::TRACE_CONTEXT_NAMES.contains(&name) => {
+        _ if crate::headers::CONTEXT_HEADERS.contains(&name)
+            || crate::headers::ENVOY_TRACING_HEADERS.contains(&name) =>
+        {
             Some("is a trace context header")
         }
         _ => None,

@@ -4,13 +4,14 @@
 
 use crate::config::TrustIncoming;
 use crate::context::{Format, Parsed, Sampling, TraceContext};
+use crate::formats;
 use crate::headers::{Edit, TraceHeaders, TraceReason, CLIENT_TRACE_ID, FORCE_TRACE, REQUEST_ID};
 use crate::hop::Hop;
 use crate::ids::{IdSource, TraceId};
-use crate::propagator::{self, Extracted};
+use crate::propagator::Extracted;
 use crate::settings::{NewTraces, Settings};
 use crate::tracer::{Outcome, Prediction, TracerKind};
-use crate::w3c::{self, TraceparentFate};
+use crate::w3c::{self, Outgoing};
 
 /// How the request's context arrived (the `context` field of the log line, and the counters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,15 +120,15 @@ struct Incoming {
 
 impl Incoming {
     fn read(h: &TraceHeaders, s: &Settings, trusted: bool) -> Incoming {
-        let states = propagator::extract_all(h);
-        let found = propagator::first_context(&states, &s.precedence);
+        let states = formats::extract_all(h);
+        let found = formats::first_context(&states, &s.precedence);
         // An untrusted caller's context (and sampling decision) is not continued.
         let winner = found.filter(|_| trusted);
         let mut malformed = Vec::new();
         let mut conflict = false;
         for &f in &s.precedence {
             match states.get(f.index()).map(|e| &e.parsed) {
-                Some(Parsed::Malformed(why)) => malformed.push((propagator::of(f).label(), *why)),
+                Some(Parsed::Malformed(why)) => malformed.push((formats::of(f).label(), *why)),
                 Some(Parsed::Context(c)) => {
                     conflict |= winner.is_some_and(|(_, w)| !w.same_position(c));
                 }
@@ -158,6 +159,31 @@ impl Incoming {
 
     fn normalised(&self) -> bool {
         self.winner.is_some_and(|(f, _)| self.state(f).lenient)
+    }
+
+    /// The decision for this input, with what a plan settled: its edits (and the malformed
+    /// input they removed); nothing forwarded, nothing told, no span of its own, until the plan
+    /// says so.
+    fn decision(
+        &self,
+        context: TraceContext,
+        source: Source,
+        edits: Vec<Edit>,
+        malformed: Vec<(&'static str, &'static str)>,
+    ) -> Decision {
+        Decision {
+            context,
+            forwarded: [None; 3],
+            source,
+            edits,
+            malformed,
+            conflict: self.conflict,
+            normalised: self.normalised(),
+            restarted: self.restarted,
+            caller_trace_id: self.caller_trace_id,
+            told_trace_id: None,
+            own_span: false,
+        }
     }
 
     /// Step 2: the context that goes on, and how it came.
@@ -264,17 +290,10 @@ fn plain(
     let mut malformed = incoming.malformed.clone();
     let (edits, forwarded) = plan_plain(&incoming, &context, h, s, &mut malformed);
     Decision {
-        context,
         forwarded,
-        source,
-        edits,
-        malformed,
-        conflict: incoming.conflict,
-        normalised: incoming.normalised(),
-        restarted: incoming.restarted,
-        caller_trace_id: incoming.caller_trace_id,
         told_trace_id: Some(context.trace_id),
         own_span,
+        ..incoming.decision(context, source, edits, malformed)
     }
 }
 
@@ -292,7 +311,7 @@ fn plan_plain(
     let mut edits = Vec::new();
     let mut forwarded = [None; 3];
     for f in Format::ALL {
-        let p = propagator::of(f);
+        let p = formats::of(f);
         let state = incoming.state(f);
         let same = state.context().is_some_and(|c| p.agrees(ctx, c));
         let forward = if s.outputs.contains(f) && p.can_carry(ctx) {
@@ -320,42 +339,10 @@ fn plan_plain(
             *slot = Some(*ctx);
         }
     }
-    let fate = traceparent_fate(incoming.state(Format::W3c), ctx, &edits);
-    push_tracestate_edit(h, fate, &mut edits, malformed);
+    let outgoing = Outgoing::planned(&edits, ctx);
+    let incoming_tp = incoming.state(Format::W3c).context();
+    w3c::plan_tracestate(h, incoming_tp, outgoing, &mut edits, malformed);
     (edits, forwarded)
-}
-
-/// `tracestate`'s edit for what happened to its `traceparent`, its own defects noted.
-fn push_tracestate_edit(
-    h: &TraceHeaders,
-    fate: TraceparentFate,
-    edits: &mut Vec<Edit>,
-    malformed: &mut Vec<(&'static str, &'static str)>,
-) {
-    if let Some((edit, why)) = w3c::tracestate_edit(h, fate) {
-        if let Some(why) = why {
-            malformed.push((crate::headers::TRACESTATE, why));
-        }
-        edits.push(edit);
-    }
-}
-
-/// What the planned edits do to the incoming `traceparent`.
-fn traceparent_fate(incoming: &Extracted, ctx: &TraceContext, edits: &[Edit]) -> TraceparentFate {
-    let Some(tp) = incoming.context() else {
-        return TraceparentFate::Replaced;
-    };
-    let edited = edits
-        .iter()
-        .rev()
-        .find(|e| e.name == crate::headers::TRACEPARENT);
-    match edited {
-        None => TraceparentFate::Unchanged,
-        Some(Edit { value: Some(_), .. }) if tp.trace_id.same_trace(&ctx.trace_id) => {
-            TraceparentFate::Updated
-        }
-        Some(_) => TraceparentFate::Replaced,
-    }
 }
 
 /// Step 3 beside a tracer that makes a span: its router writes the ids (after this filter ran),
@@ -373,35 +360,25 @@ fn beside_tracer(
     // incoming `b3` depends on the Envoy version (measured: `b3` on 1.40, `x-b3-*` on 1.36-1.39).
     let mut edits = Vec::new();
     for f in Format::ALL {
-        propagator::of(f).remove(h, &mut edits);
+        formats::of(f).remove(h, &mut edits);
     }
     let joined = prediction.outcome.trace_id();
-    if !h.tracestate.is_empty() {
-        // Kept only with the `traceparent` the tracer joins and writes on.
-        let fate = match incoming.state(Format::W3c).context() {
-            Some(tp)
-                if prediction.writes.contains(Format::W3c) && joined == Some(tp.trace_id.value) =>
-            {
-                TraceparentFate::Updated
-            }
-            _ => TraceparentFate::Replaced,
-        };
-        if let Some((edit, _)) = w3c::tracestate_edit(h, fate) {
-            edits.push(edit);
+    // The tracestate goes on only with a traceparent the tracer joins and writes on.
+    let outgoing = match joined {
+        Some(t) if prediction.writes.contains(Format::W3c) => {
+            Outgoing::Written(TraceId::new_128(t))
         }
-    }
+        _ => Outgoing::Nothing,
+    };
+    let mut malformed = incoming.malformed.clone();
+    let incoming_tp = incoming.state(Format::W3c).context();
+    w3c::plan_tracestate(h, incoming_tp, outgoing, &mut edits, &mut malformed);
+    // The tracer joined the caller's trace before any filter ran: nobody restarted it.
     Decision {
-        context,
-        forwarded: [None; 3],
-        source,
-        edits,
-        normalised: incoming.normalised(),
         restarted: false,
         caller_trace_id: None,
-        malformed: incoming.malformed,
-        conflict: incoming.conflict,
         told_trace_id: joined.map(TraceId::new_128),
-        own_span: false,
+        ..incoming.decision(context, source, edits, malformed)
     }
 }
 
@@ -434,9 +411,9 @@ fn while_learning(
         .map(|(_, w)| w)
         .filter(|w| !s.outputs.is_empty() && every_hop_continues(h, w));
     let decision_only = incoming.trusted && incoming.winner.is_none() && !s.outputs.is_empty();
-    let mut traceparent_fate = TraceparentFate::Replaced;
+    let mut outgoing = Outgoing::Nothing;
     for f in Format::ALL {
-        let p = propagator::of(f);
+        let p = formats::of(f);
         if !p.present(h) {
             continue;
         }
@@ -447,10 +424,10 @@ fn while_learning(
                     p.inject(c, h, &mut edits);
                 }
                 if f == Format::W3c {
-                    traceparent_fate = if state.exact {
-                        TraceparentFate::Unchanged
+                    outgoing = if state.exact {
+                        Outgoing::AsItCame
                     } else {
-                        TraceparentFate::Updated
+                        Outgoing::Written(c.trace_id)
                     };
                 }
                 if let Some(slot) = forwarded.get_mut(f.index()) {
@@ -461,19 +438,12 @@ fn while_learning(
             _ => p.remove(h, &mut edits),
         }
     }
-    push_tracestate_edit(h, traceparent_fate, &mut edits, &mut malformed);
+    let incoming_tp = incoming.state(Format::W3c).context();
+    w3c::plan_tracestate(h, incoming_tp, outgoing, &mut edits, &mut malformed);
     Decision {
-        context,
         forwarded,
-        source,
-        edits,
-        malformed,
-        conflict: incoming.conflict,
-        normalised: incoming.normalised(),
-        restarted: incoming.restarted,
-        caller_trace_id: incoming.caller_trace_id,
         told_trace_id: continued.map(|w| w.trace_id),
-        own_span: false,
+        ..incoming.decision(context, source, edits, malformed)
     }
 }
 

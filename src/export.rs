@@ -120,7 +120,7 @@ impl Exporter {
             return;
         }
         self.last_flush_ns.set(now);
-        let common: Vec<(&str, &str)> = workload.fields().into_iter().take(5).collect();
+        let common = workload.span_tags().map(|(tag, _, value)| (tag, value));
         for _ in 0..MAX_CALLS_PER_TICK {
             let batch = match self.buffer.try_borrow_mut() {
                 Ok(mut b) => b.take(c.batch_size),

@@ -12,8 +12,8 @@ pub const B3: &str = "b3";
 /// W3C Trace Context.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
-/// Every header a trace context travels in (B3 multi and single, W3C), and Envoy's own.
-pub const TRACE_CONTEXT_NAMES: [&str; 11] = [
+/// Every header a trace context travels in: B3 multi and single, W3C (`tracestate` last).
+pub const CONTEXT_HEADERS: [&str; 8] = [
     B3_TRACE_ID,
     B3_SPAN_ID,
     B3_PARENT_SPAN_ID,
@@ -22,10 +22,15 @@ pub const TRACE_CONTEXT_NAMES: [&str; 11] = [
     B3,
     TRACEPARENT,
     TRACESTATE,
-    REQUEST_ID,
-    CLIENT_TRACE_ID,
-    FORCE_TRACE,
 ];
+/// The context headers a request carries once at most: all but `tracestate`, a list that may
+/// come over several lines.
+pub const SINGLE_VALUED: &[&str] = match CONTEXT_HEADERS.split_last() {
+    Some((_, single)) => single,
+    None => &[],
+};
+/// The headers with which Envoy's connection manager decides to trace a request.
+pub const ENVOY_TRACING_HEADERS: [&str; 3] = [REQUEST_ID, CLIENT_TRACE_ID, FORCE_TRACE];
 /// Envoy's request id; its 15th character carries Envoy's trace reason.
 pub const REQUEST_ID: &str = "x-request-id";
 /// A caller's own request to be traced: Envoy's connection manager marks the request id "client"
@@ -267,27 +272,21 @@ mod tests {
     /// Every name of the table is read, in any case; a name of the same length is not.
     #[test]
     fn reads_each_name_and_only_it() {
-        let names = [
-            B3_TRACE_ID,
-            B3_SPAN_ID,
-            B3_PARENT_SPAN_ID,
-            B3_SAMPLED,
-            B3_FLAGS,
-            B3,
-            TRACEPARENT,
-            TRACESTATE,
-            REQUEST_ID,
-            ENVOY_INTERNAL,
-            CLIENT_TRACE_ID,
-            FORCE_TRACE,
-        ];
+        let names: Vec<&str> = CONTEXT_HEADERS
+            .iter()
+            .chain(&ENVOY_TRACING_HEADERS)
+            .chain(&[ENVOY_INTERNAL, DATADOG_TRACE_ID])
+            .copied()
+            .collect();
         let v = &b"true"[..];
-        for name in names {
+        for &name in &names {
             let upper = name.to_ascii_uppercase();
             for n in [name, upper.as_str()] {
                 let h = TraceHeaders::collect([(n, v)]);
                 let read = if name == ENVOY_INTERNAL {
                     h.envoy_internal
+                } else if name == DATADOG_TRACE_ID {
+                    h.datadog
                 } else {
                     h.has(name)
                 };

@@ -213,15 +213,12 @@ impl HopKnowledge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::TraceHeaders;
+    use crate::fixtures::{ctx, S, T32};
+    use crate::formats::extract_all;
     use crate::host::fake::FakeHost;
-    use crate::propagator::extract_all;
-    use crate::test_fixtures::{ctx, S, T32};
 
     fn carried(pairs: &[(&str, &str)]) -> [Extracted; 3] {
-        extract_all(&TraceHeaders::collect(
-            pairs.iter().map(|(n, v)| (*n, v.as_bytes())),
-        ))
+        extract_all(&crate::fixtures::headers(pairs))
     }
 
     /// The filter's context forwarded as B3 multi and W3C (the default outputs).

@@ -13,6 +13,8 @@ pub mod config;
 pub mod context;
 pub mod decision;
 pub mod export;
+pub mod formats;
+pub mod grpc;
 pub mod headers;
 pub mod hop;
 pub mod host;
@@ -31,5 +33,5 @@ pub mod workload;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
-#[cfg(test)]
-mod test_fixtures;
+#[doc(hidden)]
+pub mod fixtures;

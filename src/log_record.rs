@@ -1,6 +1,6 @@
 //! The one structured log line per request: JSON, written in `on_log`.
 
-use crate::text::push_json_str;
+use crate::text::JsonObject;
 use crate::workload::Workload;
 
 /// Longest path written on the log line, in bytes (Envoy accepts request lines of up to 60 KiB).
@@ -23,6 +23,8 @@ pub struct LogRecord<'a> {
     pub method: Option<&'a str>,
     pub path: Option<&'a str>,
     pub status: Option<u64>,
+    /// A gRPC call's status code; absent for plain HTTP.
+    pub grpc_status: Option<u32>,
     /// Microseconds; written as milliseconds with three decimals.
     pub duration_us: Option<u64>,
     pub upstream_cluster: Option<&'a str>,
@@ -42,93 +44,67 @@ pub fn loggable_path(path: &[u8], include_query: bool) -> &[u8] {
 impl LogRecord<'_> {
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(384);
-        out.push('{');
-        let mut first = true;
-        let mut key = |out: &mut String, k: &str| {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            out.push('"');
-            out.push_str(k);
-            out.push_str("\":");
-        };
-        let opt_str = |out: &mut String, v: Option<&str>| match v {
-            Some(s) => push_json_str(out, s),
-            None => out.push_str("null"),
-        };
-        key(&mut out, "trace_id");
-        opt_str(&mut out, self.trace_id.as_deref());
-        key(&mut out, "span_id");
-        opt_str(&mut out, self.span_id.as_deref());
-        key(&mut out, "sampled");
-        out.push_str(match self.sampled {
-            Some(true) => "true",
-            Some(false) => "false",
-            None => "null",
-        });
-        key(&mut out, "context");
-        push_json_str(&mut out, self.context);
-        if self.normalised {
-            key(&mut out, "normalised");
-            out.push_str("true");
-        }
-        if self.restarted {
-            key(&mut out, "restarted");
-            out.push_str("true");
-        }
-        if let Some(t) = &self.caller_trace_id {
-            key(&mut out, "caller_trace_id");
-            push_json_str(&mut out, t);
-        }
+        let mut o = JsonObject::open(&mut out);
+        self.trace_fields(&mut o);
         for (k, v) in self.workload.fields() {
-            key(&mut out, k);
-            push_json_str(&mut out, v);
+            o.str(k, v);
         }
-        key(&mut out, "method");
-        opt_str(&mut out, self.method);
-        key(&mut out, "path");
-        opt_str(&mut out, self.path);
-        key(&mut out, "status");
-        match self.status {
-            Some(s) => out.push_str(&s.to_string()),
-            None => out.push_str("null"),
-        }
-        key(&mut out, "duration_ms");
-        match self.duration_us {
-            // Integer arithmetic: float formatting would add ~14 KB to the module.
-            Some(us) => {
-                out.push_str(&(us / 1000).to_string());
-                out.push('.');
-                let frac = us % 1000;
-                out.push(char::from(b'0' + (frac / 100) as u8));
-                out.push(char::from(b'0' + (frac / 10 % 10) as u8));
-                out.push(char::from(b'0' + (frac % 10) as u8));
-            }
-            None => out.push_str("null"),
-        }
-        key(&mut out, "upstream_cluster");
-        opt_str(&mut out, self.upstream_cluster);
-        out.push('}');
+        self.request_fields(&mut o);
+        o.close();
         out
     }
+
+    /// The context that went upstream, and how it arrived.
+    fn trace_fields(&self, o: &mut JsonObject) {
+        o.opt_str("trace_id", self.trace_id.as_deref());
+        o.opt_str("span_id", self.span_id.as_deref());
+        o.opt_raw(
+            "sampled",
+            self.sampled.map(|s| if s { "true" } else { "false" }),
+        );
+        o.str("context", self.context);
+        if self.normalised {
+            o.key("normalised").push_str("true");
+        }
+        if self.restarted {
+            o.key("restarted").push_str("true");
+        }
+        if let Some(t) = &self.caller_trace_id {
+            o.str("caller_trace_id", t);
+        }
+    }
+
+    /// The request line and how the request ended.
+    fn request_fields(&self, o: &mut JsonObject) {
+        o.opt_str("method", self.method);
+        o.opt_str("path", self.path);
+        o.opt_raw("status", self.status.map(|s| s.to_string()).as_deref());
+        if let Some(g) = self.grpc_status {
+            o.key("grpc_status").push_str(&g.to_string());
+        }
+        o.opt_raw("duration_ms", self.duration_us.map(millis).as_deref());
+        o.opt_str("upstream_cluster", self.upstream_cluster);
+    }
+}
+
+/// Microseconds as milliseconds with three decimals, in integer arithmetic: float formatting
+/// would add ~14 KB to the module.
+fn millis(us: u64) -> String {
+    let frac = us % 1000;
+    let digit = |d: u64| char::from(b'0' + (d % 10) as u8);
+    format!(
+        "{}.{}{}{}",
+        us / 1000,
+        digit(frac / 100),
+        digit(frac / 10),
+        digit(frac)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn workload() -> Workload {
-        Workload {
-            service: "checkout".into(),
-            namespace: "shop".into(),
-            version: "v2".into(),
-            workload: "checkout-v2".into(),
-            cluster: "Kubernetes".into(),
-            mesh: "cluster.local".into(),
-            pod: "checkout-v2-abc".into(),
-        }
-    }
+    use crate::fixtures::workload;
 
     #[test]
     fn a_complete_record_is_json_with_every_field() {
@@ -145,6 +121,7 @@ mod tests {
             method: Some("GET"),
             path: Some("/cart"),
             status: Some(200),
+            grpc_status: Some(5),
             duration_us: Some(1235),
             upstream_cluster: Some("outbound|80||backend.default.svc.cluster.local"),
         };
@@ -154,9 +131,11 @@ mod tests {
         assert_eq!(v["sampled"], true);
         assert_eq!(v["context"], "b3");
         assert_eq!(v["service"], "checkout");
-        assert_eq!(v["pod"], "checkout-v2-abc");
+        assert_eq!(v["pod"], "checkout-v2-7d9f8c-abcde");
         assert_eq!(v["path"], "/cart");
         assert_eq!(v["status"], 200);
+        assert_eq!(v["grpc_status"], 5);
+        assert!(json.contains(r#""status":200,"grpc_status":5,"#), "{json}");
         assert_eq!(v["duration_ms"], 1.235);
         assert_eq!(
             v["upstream_cluster"],
@@ -180,12 +159,14 @@ mod tests {
             method: None,
             path: Some("/a\"b\\c\n\u{1}"),
             status: None,
+            grpc_status: None,
             duration_us: None,
             upstream_cluster: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert!(v["trace_id"].is_null() && v["sampled"].is_null() && v["status"].is_null());
         assert!(v["duration_ms"].is_null());
+        assert!(v.get("grpc_status").is_none(), "absent for plain HTTP");
         for (us, ms) in [
             (0, "0.000"),
             (7, "0.007"),

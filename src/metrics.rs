@@ -54,6 +54,9 @@ pub struct Metrics {
     pub spans_dropped: Counter,
     pub spans_failed: Counter,
     pub export_disabled: Counter,
+    /// gRPC calls, and those that ended in a server error (`grpc::is_server_error`).
+    pub grpc_calls: Counter,
+    pub grpc_errors: Counter,
 }
 
 impl Metrics {
@@ -72,6 +75,8 @@ impl Metrics {
             spans_dropped: c("export.spans_dropped"),
             spans_failed: c("export.spans_failed"),
             export_disabled: c("export.disabled"),
+            grpc_calls: c("grpc.calls"),
+            grpc_errors: c("grpc.errors"),
         }
     }
 
@@ -93,6 +98,8 @@ impl Metrics {
             &self.spans_dropped,
             &self.spans_failed,
             &self.export_disabled,
+            &self.grpc_calls,
+            &self.grpc_errors,
         ]) {
             c.flush(host);
         }

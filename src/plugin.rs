@@ -15,16 +15,6 @@ use crate::workload::{NodeInfo, Workload};
 /// The root context's tick, in milliseconds (shorter when export flushes more often).
 pub const TICK_MS: u64 = 1000;
 
-/// Filter-state keys for the span tags, in `Workload::fields` order. Envoy's tracing custom tags
-/// read them as `%FILTER_STATE(wasm.trace_inject.service:PLAIN)%`.
-pub const SPAN_TAG_KEYS: [&str; 5] = [
-    "trace_inject.service",
-    "trace_inject.namespace",
-    "trace_inject.version",
-    "trace_inject.workload",
-    "trace_inject.cluster",
-];
-
 /// Shared-data key of what this plugin learnt about the hop (with the plugin's name: another
 /// plugin of this module in the same Envoy may sit on another hop).
 const HOP_KEY: &str = "trace_inject.hop";
@@ -75,20 +65,7 @@ impl Plugin {
         let hop = HopKnowledge::new(settings.starting_hop(), format!("{HOP_KEY}.{plugin_name}"));
         // What a worker learnt before a configuration update still holds.
         hop.adopt_shared(host);
-        host.log(
-            log::Level::Info,
-            &format!(
-                "configured: service={} namespace={} version={} workload={} cluster={} tracer={} hop={} new_trace_sampling={}",
-                workload.service,
-                workload.namespace,
-                workload.version,
-                workload.workload,
-                workload.cluster,
-                settings.tracer_name(),
-                hop.get().describe(),
-                settings.new_traces.describe(),
-            ),
-        );
+        log_configured(host, &settings, &workload, hop.get());
         let exporter = settings
             .export
             .clone()
@@ -97,21 +74,11 @@ impl Plugin {
             .as_ref()
             .map_or(TICK_MS, |e| e.flush_interval_ms().min(TICK_MS));
         host.set_tick_period_ms(u32::try_from(tick_ms).unwrap_or(1000));
-        let ids = ids.unwrap_or_else(|| {
-            let (ids, err) = Ids::seeded(host.now_nanos().unwrap_or(0x9e37_79b9_7f4a_7c15));
-            if let Some(e) = err {
-                host.log(
-                    log::Level::Error,
-                    &format!("random_get failed ({e}); seeding ids from the clock"),
-                );
-            }
-            ids
-        });
         Some(Plugin {
             hop,
             settings,
             metrics,
-            ids,
+            ids: ids.unwrap_or_else(|| seeded_ids(host)),
             workload,
             exporter,
             envoy_log_level: Cell::new(host.log_level().unwrap_or(2)),
@@ -240,6 +207,36 @@ impl Plugin {
             );
         }
     }
+}
+
+/// The id generator of a new VM, seeded from WASI's random_get (the clock where it fails).
+fn seeded_ids(host: &impl Host) -> Ids {
+    let (ids, err) = Ids::seeded(host.now_nanos().unwrap_or(0x9e37_79b9_7f4a_7c15));
+    if let Some(e) = err {
+        host.log(
+            log::Level::Error,
+            &format!("random_get failed ({e}); seeding ids from the clock"),
+        );
+    }
+    ids
+}
+
+/// The one info line of a configuration taken: the workload and how the hop and sampling start.
+fn log_configured(host: &impl Host, settings: &Settings, workload: &Workload, hop: Hop) {
+    host.log(
+        log::Level::Info,
+        &format!(
+            "configured: service={} namespace={} version={} workload={} cluster={} tracer={} hop={} new_trace_sampling={}",
+            workload.service,
+            workload.namespace,
+            workload.version,
+            workload.workload,
+            workload.cluster,
+            settings.tracer_name(),
+            hop.describe(),
+            settings.new_traces.describe(),
+        ),
+    );
 }
 
 /// Reads a property under Envoy's `xds.node` (older Envoys: `node`) as UTF-8.

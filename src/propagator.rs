@@ -1,7 +1,7 @@
-//! One interface per trace format, in the shape of Envoy's own propagators
+//! The interface every trace format implements, in the shape of Envoy's own propagators
 //! (`propagators/generic_propagator.h`: extract, inject, fields, name): each format reads itself
-//! from the request's trace headers, writes itself, removes itself and names itself. Everything
-//! that needs "the format's headers" goes through here; nothing else matches on `Format`.
+//! from the request's trace headers, writes itself, removes itself and names itself. The formats
+//! themselves are `b3` and `w3c`; `formats` maps a `Format` to its propagator.
 
 use crate::context::{Format, Parsed, TraceContext};
 use crate::headers::{Edit, TraceHeaders};
@@ -67,52 +67,5 @@ pub trait Propagator: Sync {
     /// Whether `found` (as this format carries it) says exactly what `ctx` says.
     fn agrees(&self, ctx: &TraceContext, found: &TraceContext) -> bool {
         ctx.agrees_with(found, self.carries_all())
-    }
-}
-
-/// The propagator of a format: the one place that maps a `Format` to its code.
-pub fn of(f: Format) -> &'static dyn Propagator {
-    match f {
-        Format::B3Multi => &crate::b3::B3Multi,
-        Format::B3Single => &crate::b3::B3Single,
-        Format::W3c => &crate::w3c::W3c,
-    }
-}
-
-/// Every format's view of one request, in `Format::ALL` order.
-pub fn extract_all(h: &TraceHeaders) -> [Extracted; 3] {
-    Format::ALL.map(|f| {
-        let p = of(f);
-        if p.present(h) {
-            p.extract(h)
-        } else {
-            Extracted::ABSENT
-        }
-    })
-}
-
-/// The first valid context in `order` (the composite propagator's rule).
-pub fn first_context(states: &[Extracted; 3], order: &[Format]) -> Option<(Format, TraceContext)> {
-    order.iter().find_map(|f| {
-        states
-            .get(f.index())
-            .and_then(Extracted::context)
-            .map(|c| (*f, *c))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One propagator per format, each naming the header a malformed value is reported under.
-    #[test]
-    fn one_propagator_per_format() {
-        for f in Format::ALL {
-            assert_eq!(of(f).format(), f);
-        }
-        assert_eq!(of(Format::W3c).label(), "traceparent");
-        assert_eq!(of(Format::B3Single).label(), "b3");
-        assert_eq!(of(Format::B3Multi).label(), "x-b3-*");
     }
 }

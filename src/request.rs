@@ -9,13 +9,15 @@ use std::rc::Rc;
 
 use crate::context::{Format, TraceContext};
 use crate::decision::{self, Circumstances, Decision};
+use crate::formats;
+use crate::grpc;
 use crate::headers::TraceHeaders;
 use crate::hop::{self, Hop};
 use crate::host::{HeaderPairs, Host, Map};
 use crate::ids::TraceId;
 use crate::log_record::{loggable_path, LogRecord, MAX_LOG_PATH_BYTES};
-use crate::plugin::{Plugin, SPAN_TAG_KEYS};
-use crate::propagator::{self, Extracted};
+use crate::plugin::Plugin;
+use crate::propagator::Extracted;
 use crate::span::{FinishedSpan, HttpFields, RequestLine, MAX_METHOD_BYTES};
 use crate::text::client_text;
 use crate::tracer::TracerKind;
@@ -28,6 +30,8 @@ pub struct RequestFilter {
     hop_check: Option<HopCheck>,
     /// The filter's own span for this request (export on, sampled), from the request phase.
     span: Option<SpanStart>,
+    /// The request is a gRPC call (its `content-type`): its status is read when it completes.
+    grpc: bool,
 }
 
 /// What `on_log` needs from the request phase to judge the hop.
@@ -53,6 +57,7 @@ impl RequestFilter {
             decision: None,
             hop_check: None,
             span: None,
+            grpc: false,
         }
     }
 
@@ -73,6 +78,7 @@ impl RequestFilter {
                 came_with_datadog: headers.datadog,
             });
         }
+        self.grpc = pairs.get("content-type").is_some_and(grpc::is_grpc);
         if d.own_span {
             self.span = Some(SpanStart {
                 start_ns: host.now_nanos().unwrap_or(0),
@@ -143,8 +149,7 @@ impl RequestFilter {
             Hop::Plain => false,
         };
         if read {
-            let fields = self.plugin.workload.fields();
-            for (key, (_, value)) in SPAN_TAG_KEYS.iter().zip(fields) {
+            for (_, key, value) in self.plugin.workload.span_tags() {
                 host.set_property(&[key], value.as_bytes());
             }
         }
@@ -187,6 +192,7 @@ impl RequestFilter {
         let check = self
             .hop_check
             .filter(|_| host.property(&["upstream", "address"]).is_some());
+        let grpc_status = self.grpc_status(host);
         if !log_enabled && check.is_none() && self.span.is_none() {
             return;
         }
@@ -195,7 +201,7 @@ impl RequestFilter {
             host.header_pairs(Map::RequestHeaders).map(|pairs| {
                 let headers = TraceHeaders::collect(pairs.iter());
                 let datadog = headers.datadog;
-                (propagator::extract_all(&headers), datadog, pairs)
+                (formats::extract_all(&headers), datadog, pairs)
             })
         } else {
             None
@@ -214,7 +220,7 @@ impl RequestFilter {
         if !log_enabled && self.span.is_none() {
             return;
         }
-        let outcome = Outcome::read(host);
+        let outcome = Outcome::read(host, grpc_status);
         if let Some(span) = self.span.take() {
             finish_span(&plugin, host, d, span, &outcome);
         }
@@ -225,6 +231,25 @@ impl RequestFilter {
             };
             write_log_line(&plugin, host, d, carried, pairs, &outcome);
         }
+    }
+}
+
+impl RequestFilter {
+    /// A gRPC call's status, counted (one property read, for gRPC calls only).
+    fn grpc_status(&self, host: &impl Host) -> Option<u32> {
+        if !self.grpc {
+            return None;
+        }
+        let m = &self.plugin.metrics;
+        m.grpc_calls.bump();
+        let status = host
+            .property(&["response", "grpc_status"])
+            .and_then(|b| le_u64(&b))
+            .and_then(|c| u32::try_from(c).ok());
+        if status.is_some_and(grpc::is_server_error) {
+            m.grpc_errors.bump();
+        }
+        status
     }
 }
 
@@ -279,13 +304,15 @@ fn is_trace_id(v: &[u8]) -> bool {
 /// How the request ended, from Envoy's stream info: three property reads.
 struct Outcome {
     status: Option<u64>,
+    grpc_status: Option<u32>,
     upstream_cluster: Option<String>,
     duration_us: Option<u64>,
 }
 
 impl Outcome {
-    fn read(host: &impl Host) -> Outcome {
+    fn read(host: &impl Host, grpc_status: Option<u32>) -> Outcome {
         Outcome {
+            grpc_status,
             status: host
                 .property(&["response", "code"])
                 .and_then(|b| le_u64(&b)),
@@ -309,6 +336,7 @@ fn finish_span(plugin: &Plugin, host: &impl Host, d: &Decision, span: SpanStart,
     let http = HttpFields {
         line: span.line,
         status: o.status,
+        grpc_status: o.grpc_status,
         upstream_cluster: o.upstream_cluster.as_deref(),
     };
     let mut finished = FinishedSpan::new(&d.context, span.start_ns, end_ns, http);
@@ -356,6 +384,7 @@ fn write_log_line(
         method: method.as_deref(),
         path: path.as_deref(),
         status: o.status,
+        grpc_status: o.grpc_status,
         duration_us: o.duration_us,
         upstream_cluster: o.upstream_cluster.as_deref(),
     };
@@ -365,8 +394,8 @@ fn write_log_line(
 /// The context the request left with, read by the same rules as the decision (`precedence`
 /// first), then any other valid format (what a tracer wrote beside them).
 fn context_carried(carried: &[Extracted; 3], precedence: &[Format]) -> Option<TraceContext> {
-    propagator::first_context(carried, precedence)
-        .or_else(|| propagator::first_context(carried, &Format::ALL))
+    formats::first_context(carried, precedence)
+        .or_else(|| formats::first_context(carried, &Format::ALL))
         .map(|(_, c)| c)
 }
 
@@ -378,10 +407,10 @@ fn le_u64(b: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{S, T32};
     use crate::host::fake::FakeHost;
-    use crate::test_fixtures::{S, T32};
 
-    const TRACED_ID: &str = "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d";
+    use crate::fixtures::TRACED_REQUEST_ID;
 
     fn plugin(host: &FakeHost, config: &str) -> Rc<Plugin> {
         *host.configuration.borrow_mut() = config.as_bytes().to_vec();
@@ -450,7 +479,7 @@ mod tests {
             "{info:?}"
         );
         // From now on: B3 removed, nothing of its own written, a joined traceparent told.
-        let tp = crate::test_fixtures::TRACEPARENT;
+        let tp = crate::fixtures::TRACEPARENT;
         request(
             &host,
             &p,
@@ -462,10 +491,7 @@ mod tests {
             |_| {},
         );
         assert_eq!(req(&host, "x-b3-traceid"), None);
-        assert_eq!(
-            told(&host).as_deref(),
-            Some(crate::test_fixtures::W3C_TRACE)
-        );
+        assert_eq!(told(&host).as_deref(), Some(crate::fixtures::W3C_TRACE));
     }
 
     /// Host calls per request, over `CHECK_EVERY` requests after `warm` (sorted by kind).
@@ -636,7 +662,7 @@ mod tests {
         let p = plugin(&host, "{}");
         went_upstream(&host);
         let tracer_ids = "00000000000000000000000000000abc";
-        request(&host, &p, &[("x-request-id", TRACED_ID)], |h| {
+        request(&host, &p, &[("x-request-id", TRACED_REQUEST_ID)], |h| {
             // The filter left nothing (a traced request, tracer unknown): Zipkin's router writes.
             assert_eq!(req(h, "x-b3-traceid"), None);
             assert_eq!(req(h, "traceparent"), None);
@@ -712,7 +738,7 @@ mod tests {
         let p = plugin(&host, "{}");
         request(&host, &p, &[], |_| {});
         assert_eq!(host.calls_of("set_property"), 0);
-        request(&host, &p, &[("x-request-id", TRACED_ID)], |_| {});
+        request(&host, &p, &[("x-request-id", TRACED_REQUEST_ID)], |_| {});
         assert_eq!(host.calls_of("set_property"), 5);
     }
 
@@ -923,5 +949,28 @@ mod tests {
         r.on_response_headers(&host);
         r.on_log(&host);
         assert_eq!(told(&host), None);
+    }
+
+    /// A gRPC call's status goes on the log line and into the counters (one property read,
+    /// for gRPC calls only); plain HTTP reads nothing more.
+    #[test]
+    fn grpc_calls_log_and_count_their_status() {
+        let host = FakeHost::new();
+        let p = plugin(&host, r#"{"tracer": "none"}"#);
+        host.set_prop(&["response", "code"], &200u64.to_le_bytes());
+        for code in [0u64, 5, 13] {
+            host.set_prop(&["response", "grpc_status"], &code.to_le_bytes());
+            request(&host, &p, &[("content-type", "application/grpc")], |_| {});
+            let line = host.logged(log::Level::Info).pop().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["grpc_status"], code, "{line}");
+        }
+        host.reset_call_counts();
+        request(&host, &p, &[], |_| {});
+        let line = host.logged(log::Level::Info).pop().unwrap();
+        assert!(!line.contains("grpc_status"), "{line}");
+        p.tick(&host);
+        assert_eq!(host.counter("trace_inject.grpc.calls"), 3);
+        assert_eq!(host.counter("trace_inject.grpc.errors"), 1, "INTERNAL only");
     }
 }

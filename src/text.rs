@@ -57,6 +57,60 @@ pub fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A JSON object being written: `{`, then fields with commas between them, then `}`.
+pub struct JsonObject<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    pub fn open(out: &'a mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+
+    /// Writes `"key":` (keys are the filter's own: no escaping needed) and returns the buffer
+    /// for the value.
+    pub fn key(&mut self, key: &str) -> &mut String {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    pub fn str(&mut self, key: &str, value: &str) {
+        push_json_str(self.key(key), value);
+    }
+
+    /// A string that needs no escaping (hex ids), written by `write`.
+    pub fn quoted(&mut self, key: &str, write: impl FnOnce(&mut String)) {
+        let out = self.key(key);
+        out.push('"');
+        write(out);
+        out.push('"');
+    }
+
+    /// A string, or `null`.
+    pub fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.key(key).push_str("null"),
+        }
+    }
+
+    /// A number or literal, or `null`.
+    pub fn opt_raw(&mut self, key: &str, value: Option<&str>) {
+        self.key(key).push_str(value.unwrap_or("null"));
+    }
+
+    pub fn close(self) {
+        self.out.push('}');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

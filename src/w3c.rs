@@ -78,6 +78,58 @@ pub enum TraceparentFate {
     Replaced,
 }
 
+/// What goes upstream in the place of the incoming `traceparent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// No `traceparent`.
+    Nothing,
+    /// The incoming one, as it came.
+    AsItCame,
+    /// A `traceparent` written anew (by the filter, or by a tracer's router) in this trace.
+    Written(TraceId),
+}
+
+impl Outgoing {
+    /// What a plan's edits send: the `traceparent` set to `ctx`, removed, or left alone.
+    pub fn planned(edits: &[Edit], ctx: &TraceContext) -> Outgoing {
+        match edits.iter().rev().find(|e| e.name == TRACEPARENT) {
+            None => Outgoing::AsItCame,
+            Some(Edit { value: Some(_), .. }) => Outgoing::Written(ctx.trace_id),
+            Some(_) => Outgoing::Nothing,
+        }
+    }
+}
+
+impl TraceparentFate {
+    /// The fate of the `traceparent` the request came with (`incoming`, when valid).
+    pub fn of(incoming: Option<&TraceContext>, outgoing: Outgoing) -> TraceparentFate {
+        match (incoming, outgoing) {
+            (Some(_), Outgoing::AsItCame) => TraceparentFate::Unchanged,
+            (Some(tp), Outgoing::Written(t)) if tp.trace_id.same_trace(&t) => {
+                TraceparentFate::Updated
+            }
+            _ => TraceparentFate::Replaced,
+        }
+    }
+}
+
+/// The `tracestate` edit for what goes upstream in its `traceparent`'s place (`tracestate_edit`);
+/// a list that breaks the grammar is noted in `malformed`.
+pub fn plan_tracestate(
+    h: &TraceHeaders,
+    incoming: Option<&TraceContext>,
+    outgoing: Outgoing,
+    edits: &mut Vec<Edit>,
+    malformed: &mut Vec<(&'static str, &'static str)>,
+) {
+    if let Some((edit, why)) = tracestate_edit(h, TraceparentFate::of(incoming, outgoing)) {
+        if let Some(why) = why {
+            malformed.push((TRACESTATE, why));
+        }
+        edits.push(edit);
+    }
+}
+
 /// `tracestate` belongs to the `traceparent` it came with (Recommendation §3.3): it goes on
 /// byte for byte while that `traceparent` does, goes with it when it is replaced, and, where it
 /// was updated, rebuilt from its valid members. Returns the edit, with the reason when the
@@ -617,9 +669,7 @@ mod tests {
         }
     }
 
-    fn th<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
-        TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
-    }
+    use crate::fixtures::headers as th;
 
     #[test]
     fn each_separator_is_checked() {

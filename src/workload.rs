@@ -101,6 +101,17 @@ impl NodeInfo {
     }
 }
 
+/// The workload fields that tag spans: the tag name (on the filter's own spans), and the
+/// filter-state key Envoy's tracing custom tags read for Envoy's spans
+/// (`%FILTER_STATE(wasm.trace_inject.service:PLAIN)%`). The one table of span tags.
+pub const SPAN_TAGS: [(&str, &str); 5] = [
+    ("service", "trace_inject.service"),
+    ("namespace", "trace_inject.namespace"),
+    ("version", "trace_inject.version"),
+    ("workload", "trace_inject.workload"),
+    ("cluster", "trace_inject.cluster"),
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {
     pub service: String,
@@ -146,7 +157,19 @@ impl Workload {
         }
     }
 
-    /// (name, value) pairs, in the order logs and span tags use.
+    /// The span tags: (tag name, filter-state key, value) for each field of `SPAN_TAGS`.
+    pub fn span_tags(&self) -> [(&'static str, &'static str, &str); 5] {
+        SPAN_TAGS.map(|(tag, key)| {
+            let value = self
+                .fields()
+                .into_iter()
+                .find(|(name, _)| *name == tag)
+                .map_or(UNKNOWN, |(_, v)| v);
+            (tag, key, value)
+        })
+    }
+
+    /// (name, value) pairs, in the order the log line writes them.
     pub fn fields(&self) -> [(&'static str, &str); 7] {
         [
             ("service", &self.service),

@@ -5,9 +5,7 @@
 mod common;
 use common::*;
 use std::time::Duration;
-
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
+use trace_inject::fixtures::{S, T32};
 
 #[test]
 fn istio_sidecar_log_lines_span_tags_and_counters() {
@@ -121,22 +119,15 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
 fn without_node_metadata_the_fallbacks_apply() {
     // Plain Envoy: no metadata; --service-cluster / --service-node are what there is.
     let echo = EchoServer::start();
-    let envoy = builder(
-        "envoy.yaml",
-        10000,
-        8080,
-        0,
-        echo.port(),
-        r#"{"log": {"include_query": true}}"#,
-    )
-    .extra_args([
-        "--service-cluster",
-        "frontend.default",
-        "--service-node",
-        "frontend-1",
-    ])
-    .start()
-    .expect("Envoy");
+    let envoy = plain_builder(&echo, r#"{"log": {"include_query": true}}"#)
+        .extra_args([
+            "--service-cluster",
+            "frontend.default",
+            "--service-node",
+            "frontend-1",
+        ])
+        .start()
+        .expect("Envoy");
     let port = envoy.port();
     let r = http::request(port, "GET", "/a?b=c", &[]).unwrap();
     let line = wait_log_line(&envoy, "for /a?b=c", |l| l["path"] == "/a?b=c");
@@ -151,12 +142,8 @@ fn without_node_metadata_the_fallbacks_apply() {
     drop(envoy);
 
     // Nothing at all: "unknown"; overrides win over everything.
-    let envoy = builder(
-        "envoy.yaml",
-        10000,
-        8080,
-        0,
-        echo.port(),
+    let envoy = plain_builder(
+        &echo,
         r#"{"workload": {"service": "edge", "version": "2024.1"}}"#,
     )
     .start()
@@ -174,7 +161,7 @@ fn without_node_metadata_the_fallbacks_apply() {
 fn raising_the_wasm_log_level_at_runtime_shows_the_lines() {
     // What `istioctl proxy-config log <pod> --level wasm:info` does: admin /logging.
     let echo = EchoServer::start();
-    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), "{}")
+    let envoy = plain_builder(&echo, "{}")
         .log_level("warning")
         .start()
         .expect("Envoy");
@@ -208,17 +195,10 @@ fn log_line_can_be_turned_off() {
     // signal that the log has caught up: the filter's own debug line for a later, malformed
     // request (logged whatever `log.enabled` says) has arrived.
     let echo = EchoServer::start();
-    let envoy = builder(
-        "envoy.yaml",
-        10000,
-        8080,
-        0,
-        echo.port(),
-        r#"{"log": {"enabled": false}}"#,
-    )
-    .extra_args(["--component-log-level", "wasm:debug"])
-    .start()
-    .expect("Envoy");
+    let envoy = plain_builder(&echo, r#"{"log": {"enabled": false}}"#)
+        .extra_args(["--component-log-level", "wasm:debug"])
+        .start()
+        .expect("Envoy");
     let port = envoy.port();
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -237,17 +217,10 @@ fn log_line_can_be_turned_off() {
     drop(envoy);
     // At a level Envoy does not print (debug under wasm:info), nothing either: the requests at
     // info show no line, then Envoy is raised to debug and the next request's line shows.
-    let envoy = builder(
-        "envoy.yaml",
-        10000,
-        8080,
-        0,
-        echo.port(),
-        r#"{"log": {"level": "debug"}}"#,
-    )
-    .extra_args(["--component-log-level", "wasm:info"])
-    .start()
-    .expect("Envoy");
+    let envoy = plain_builder(&echo, r#"{"log": {"level": "debug"}}"#)
+        .extra_args(["--component-log-level", "wasm:info"])
+        .start()
+        .expect("Envoy");
     let port = envoy.port();
     let r = http::request(port, "GET", "/before", &[]).unwrap();
     assert!(r.header("x-trace-id").is_some(), "the filter runs");

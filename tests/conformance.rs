@@ -4,14 +4,7 @@
 mod common;
 use common::oracle::{self, Batch};
 use common::*;
-
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const T16: &str = "48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
-const P: &str = "0020000000000001";
-const W3C_T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const W3C_S: &str = "00f067aa0ba902b7";
-const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+use trace_inject::fixtures::{P, S, T16, T32, TRACEPARENT, W3C_PARENT, W3C_TRACE};
 
 fn hop() -> Hop {
     plain_hop(r#"{"tracer":"none"}"#)
@@ -32,7 +25,7 @@ fn run(hop: &Hop, cases: &[(&str, &[(&str, &str)])]) -> Batch {
 #[test]
 fn valid_inputs_are_continued_as_one_context() {
     let hop = hop();
-    let tp_unsampled = format!("00-{W3C_T}-{W3C_S}-00");
+    let tp_unsampled = format!("00-{W3C_TRACE}-{W3C_PARENT}-00");
     let b3_single = format!("{T32}-{S}-1-{P}");
     let b3_single_deny = format!("{T32}-{S}-0");
     let b3_single_debug = format!("{T32}-{S}-d");
@@ -72,12 +65,12 @@ fn valid_inputs_are_continued_as_one_context() {
             ("b3 single with parent", &[("b3", &b3_single)]),
             ("b3 single not sampled", &[("b3", &b3_single_deny)]),
             ("b3 single debug", &[("b3", &b3_single_debug)]),
-            ("traceparent", &[("traceparent", TP)]),
+            ("traceparent", &[("traceparent", TRACEPARENT)]),
             ("traceparent not sampled", &[("traceparent", &tp_unsampled)]),
             (
                 "traceparent with tracestate",
                 &[
-                    ("traceparent", TP),
+                    ("traceparent", TRACEPARENT),
                     ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
                 ],
             ),
@@ -185,7 +178,7 @@ fn malformed_inputs_are_replaced_by_one_valid_context() {
             (
                 "two traceparents",
                 &[
-                    ("traceparent", TP),
+                    ("traceparent", TRACEPARENT),
                     (
                         "traceparent",
                         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
@@ -229,7 +222,7 @@ fn malformed_inputs_are_replaced_by_one_valid_context() {
 fn conflicting_inputs_become_one_context_by_the_b3_precedence() {
     let hop = hop();
     let b3_single = format!("{T16}-{S}-1");
-    let other_tp = format!("00-{W3C_T}-{W3C_S}-00");
+    let other_tp = format!("00-{W3C_TRACE}-{W3C_PARENT}-00");
     let batch = run(
         &hop,
         &[
@@ -249,7 +242,7 @@ fn conflicting_inputs_become_one_context_by_the_b3_precedence() {
                     ("x-b3-traceid", T32),
                     ("x-b3-spanid", P),
                     ("x-b3-sampled", "0"),
-                    ("traceparent", TP),
+                    ("traceparent", TRACEPARENT),
                     ("tracestate", "rojo=1"),
                 ],
             ),
@@ -258,32 +251,32 @@ fn conflicting_inputs_become_one_context_by_the_b3_precedence() {
                 &[
                     ("x-b3-traceid", "xyz"),
                     ("x-b3-spanid", S),
-                    ("traceparent", TP),
+                    ("traceparent", TRACEPARENT),
                 ],
             ),
             (
                 "same trace, different span",
                 &[
-                    ("x-b3-traceid", W3C_T),
+                    ("x-b3-traceid", W3C_TRACE),
                     ("x-b3-spanid", S),
                     ("x-b3-sampled", "1"),
-                    ("traceparent", TP),
+                    ("traceparent", TRACEPARENT),
                 ],
             ),
             (
                 "same ids, different sampling",
                 &[
-                    ("x-b3-traceid", W3C_T),
-                    ("x-b3-spanid", W3C_S),
+                    ("x-b3-traceid", W3C_TRACE),
+                    ("x-b3-spanid", W3C_PARENT),
                     ("x-b3-sampled", "0"),
-                    ("traceparent", TP),
+                    ("traceparent", TRACEPARENT),
                 ],
             ),
             (
                 "two x-b3-traceid",
                 &[
                     ("x-b3-traceid", T32),
-                    ("x-b3-traceid", W3C_T),
+                    ("x-b3-traceid", W3C_TRACE),
                     ("x-b3-spanid", S),
                 ],
             ),
@@ -293,7 +286,7 @@ fn conflicting_inputs_become_one_context_by_the_b3_precedence() {
     for c in batch.check() {
         let up = c.upstream.as_ref().expect("checked above");
         // A tracestate belongs to its traceparent's trace only.
-        if up.trace_id != W3C_T {
+        if up.trace_id != W3C_TRACE {
             assert_eq!(
                 up.tracestate, None,
                 "[{}] tracestate of another trace",
@@ -344,7 +337,7 @@ fn unknown_trace_flags_pass_through_unchanged() {
     // Flags 0x09: sampled plus a bit this filter does not know. A pass-through proxy forwards
     // the traceparent as it came ("Mutating the traceparent Field": unchanged traceparent,
     // unchanged tracestate).
-    let tp = format!("00-{W3C_T}-{W3C_S}-09");
+    let tp = format!("00-{W3C_TRACE}-{W3C_PARENT}-09");
     let r = hop.get(
         "/",
         &[("traceparent", &tp), ("tracestate", "rojo=1,congo=2")],
@@ -402,14 +395,14 @@ fn tracestate_goes_on_byte_for_byte_when_traceparent_is_unchanged() {
         // (HTTP trims a field value's outer whitespace: none at the ends to compare.)
         ("several lines", &["rojo=1", "congo=2 ,,x=y"]),
     ] {
-        let mut sent: Vec<(&str, &str)> = vec![("traceparent", TP)];
+        let mut sent: Vec<(&str, &str)> = vec![("traceparent", TRACEPARENT)];
         sent.extend(lines.iter().map(|l| ("tracestate", *l)));
         let r = hop.get("/", &sent);
         let up = hop.upstream();
-        assert_eq!(up.header("traceparent"), Some(TP), "[{label}]");
+        assert_eq!(up.header("traceparent"), Some(TRACEPARENT), "[{label}]");
         assert_eq!(up.headers_named("tracestate"), lines.to_vec(), "[{label}]");
         let ctx = oracle::assert_one_context(&up.headers, r.header("x-trace-id").as_deref());
-        assert_eq!(ctx.trace_id, W3C_T);
+        assert_eq!(ctx.trace_id, W3C_TRACE);
     }
     // A list that breaks the grammar, or holds 33 members, is discarded even on pass-through:
     // the official W3C suite expects it ("expects the tracestate to be discarded").
@@ -418,9 +411,12 @@ fn tracestate_goes_on_byte_for_byte_when_traceparent_is_unchanged() {
         ("a member breaking the grammar", "Foo=1,bar=2".to_string()),
         ("33 members", many.join(",")),
     ] {
-        hop.get("/", &[("traceparent", TP), ("tracestate", line.as_str())]);
+        hop.get(
+            "/",
+            &[("traceparent", TRACEPARENT), ("tracestate", line.as_str())],
+        );
         let up = hop.upstream();
-        assert_eq!(up.header("traceparent"), Some(TP), "[{label}]");
+        assert_eq!(up.header("traceparent"), Some(TRACEPARENT), "[{label}]");
         assert!(
             up.headers_named("tracestate").is_empty(),
             "[{label}] discarded"
@@ -432,7 +428,7 @@ fn tracestate_goes_on_byte_for_byte_when_traceparent_is_unchanged() {
 fn tracestate_is_rebuilt_and_truncated_where_traceparent_is_rewritten() {
     let hop = hop();
     // A version-cc traceparent is rewritten as 00: its tracestate is rebuilt, not dropped.
-    let tp_cc = format!("cc-{W3C_T}-{W3C_S}-01");
+    let tp_cc = format!("cc-{W3C_TRACE}-{W3C_PARENT}-01");
     let big = |k: &str, n: usize| format!("{k}={}", "v".repeat(n - k.len() - 1));
     let smalls: Vec<String> = (0..10).map(|i| big(&format!("s{i}"), 20)).collect();
     let (b1, b2) = (big("big1", 200), big("big2", 200));
@@ -456,7 +452,7 @@ fn tracestate_is_rebuilt_and_truncated_where_traceparent_is_rewritten() {
         let up = hop.upstream();
         assert_eq!(
             up.header("traceparent"),
-            Some(TP),
+            Some(TRACEPARENT),
             "[{label}] downgraded to 00"
         );
         assert_eq!(
@@ -540,12 +536,12 @@ fn new_traces_set_the_random_flag() {
 fn a_changed_sampled_flag_never_keeps_the_old_parent_id() {
     let hop = hop();
     // Deferred B3 with the same ids as an unsampled traceparent: the filter decides "sampled".
-    let tp = format!("00-{W3C_T}-{W3C_S}-00");
+    let tp = format!("00-{W3C_TRACE}-{W3C_PARENT}-00");
     let r = hop.get(
         "/",
         &[
-            ("x-b3-traceid", W3C_T),
-            ("x-b3-spanid", W3C_S),
+            ("x-b3-traceid", W3C_TRACE),
+            ("x-b3-spanid", W3C_PARENT),
             ("traceparent", &tp),
         ],
     );
@@ -553,7 +549,7 @@ fn a_changed_sampled_flag_never_keeps_the_old_parent_id() {
     let ctx = oracle::assert_one_context(&up.headers, r.header("x-trace-id").as_deref());
     let written = up.header("traceparent").expect("traceparent upstream");
     assert!(
-        written == tp || !written.contains(W3C_S),
+        written == tp || !written.contains(W3C_PARENT),
         "'Mutating the traceparent Field', Update sampled: a new parent-id with the flag, got {written} ({ctx:?})"
     );
 }

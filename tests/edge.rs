@@ -9,13 +9,7 @@ use common::oracle;
 use common::*;
 use std::process::Command;
 use std::time::Duration;
-
-const T_B3: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S_B3: &str = "a2fb4a1d1a96d312";
-const T_B3_SINGLE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
-const S_B3_SINGLE: &str = "e457b5a2e4d86bd1";
-const T_W3C: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const S_W3C: &str = "00f067aa0ba902b7";
+use trace_inject::fixtures::{B3_SINGLE_SPAN, B3_SINGLE_TRACE, S, T32, W3C_PARENT, W3C_TRACE};
 
 /// Request headers to send, as (name, value).
 type Headers = Vec<(&'static str, String)>;
@@ -28,8 +22,8 @@ fn forced_inputs() -> Vec<(&'static str, &'static str, Headers)> {
             "B3 multi with x-b3-flags: 1",
             "b3",
             vec![
-                ("x-b3-traceid", T_B3.into()),
-                ("x-b3-spanid", S_B3.into()),
+                ("x-b3-traceid", T32.into()),
+                ("x-b3-spanid", S.into()),
                 ("x-b3-flags", "1".into()),
             ],
         ),
@@ -37,14 +31,14 @@ fn forced_inputs() -> Vec<(&'static str, &'static str, Headers)> {
             "traceparent -01 with tracestate",
             "w3c",
             vec![
-                ("traceparent", format!("00-{T_W3C}-{S_W3C}-01")),
+                ("traceparent", format!("00-{W3C_TRACE}-{W3C_PARENT}-01")),
                 ("tracestate", "forced=1,other=x".into()),
             ],
         ),
         (
             "b3 single -d",
             "b3-single",
-            vec![("b3", format!("{T_B3_SINGLE}-{S_B3_SINGLE}-d"))],
+            vec![("b3", format!("{B3_SINGLE_TRACE}-{B3_SINGLE_SPAN}-d"))],
         ),
     ]
 }
@@ -146,12 +140,8 @@ fn none_restarts_forced_sampling_and_debug_and_keeps_the_callers_id_for_correlat
 fn none_tags_the_filters_own_span_with_the_callers_trace_id() {
     let collector = Collector::start();
     let echo = EchoServer::start();
-    let envoy = builder(
-        "envoy.yaml",
-        10000,
-        8080,
-        0,
-        echo.port(),
+    let envoy = plain_builder(
+        &echo,
         r#"{"trust_incoming": "none", "export": {"cluster": "zipkin", "flush_interval_ms": 100}}"#,
     )
     .replace(
@@ -183,7 +173,7 @@ fn none_tags_the_filters_own_span_with_the_callers_trace_id() {
 /// `use_remote_address: true` and `internal_address_config` of `cidr`.
 fn edge_hop(plugin_config: &str, cidr: (&str, u8)) -> Hop {
     let echo = EchoServer::start();
-    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), plugin_config)
+    let envoy = plain_builder(&echo, plugin_config)
         .replace(
             "          stat_prefix: ingress\n",
             format!(
@@ -200,8 +190,8 @@ fn edge_hop(plugin_config: &str, cidr: (&str, u8)) -> Hop {
 
 fn sampled_b3() -> Headers {
     vec![
-        ("x-b3-traceid", T_B3.into()),
-        ("x-b3-spanid", S_B3.into()),
+        ("x-b3-traceid", T32.into()),
+        ("x-b3-spanid", S.into()),
         ("x-b3-sampled", "1".into()),
     ]
 }
@@ -220,10 +210,10 @@ fn internal_continues_what_envoy_marks_internal() {
         "premise: Envoy marked the loopback caller internal"
     );
     let ctx = oracle::assert_one_context(&up.headers, r.header("x-trace-id").as_deref());
-    assert_eq!(ctx.trace_id, T_B3, "continued");
+    assert_eq!(ctx.trace_id, T32, "continued");
     assert!(ctx.sampled);
-    assert_eq!(up.header("x-b3-spanid"), Some(S_B3), "propagated unchanged");
-    let line = log_line_of(&hop.envoy, T_B3);
+    assert_eq!(up.header("x-b3-spanid"), Some(S), "propagated unchanged");
+    let line = log_line_of(&hop.envoy, T32);
     assert_eq!(line["context"], "b3");
     assert!(line.get("caller_trace_id").is_none(), "{line}");
     assert_eq!(
@@ -425,13 +415,13 @@ fn internal_continues_a_caller_that_presents_a_client_certificate() {
 
     let (told, up) = https_get(port, &dir, true, &sampled_b3());
     let ctx = oracle::assert_one_context(&up, told.as_deref());
-    assert_eq!(ctx.trace_id, T_B3, "mTLS caller: continued");
+    assert_eq!(ctx.trace_id, T32, "mTLS caller: continued");
     assert!(ctx.sampled, "its decision kept");
 
     let (told, up) = https_get(port, &dir, false, &sampled_b3());
     let ctx = oracle::assert_one_context(&up, told.as_deref());
     assert_ne!(
-        ctx.trace_id, T_B3,
+        ctx.trace_id, T32,
         "TLS without a client certificate: restarted"
     );
     assert!(!ctx.sampled, "sampled per sampling_percent (0)");
@@ -464,12 +454,12 @@ fn defer_writes_ids_without_a_sampling_decision() {
     let r = hop.get(
         "/",
         &[
-            ("x-b3-traceid", T_B3),
-            ("x-b3-spanid", S_B3),
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
             ("x-b3-sampled", "0"),
         ],
     );
-    assert_eq!(r.header("x-trace-id").as_deref(), Some(T_B3));
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
     assert_eq!(hop.upstream().header("x-b3-sampled"), Some("0"));
 }
 
@@ -550,13 +540,13 @@ fn deferred_new_trace_is_not_sampled_by_the_next_tracer_at_0_percent() {
         );
         // Positive signal first: a sampled trace sent after it reaches the collector...
         let control = [
-            (&b"x-b3-traceid"[..], T_B3.as_bytes()),
-            (b"x-b3-spanid", S_B3.as_bytes()),
+            (&b"x-b3-traceid"[..], T32.as_bytes()),
+            (b"x-b3-spanid", S.as_bytes()),
             (b"x-b3-sampled", b"1"),
         ];
         let r = http::request(a_port, "GET", "/", &control).expect("control request");
-        assert_eq!(r.header("x-trace-id").as_deref(), Some(T_B3), "{option}");
-        let spans = b.collector.wait_for_trace(T_B3, 1, Duration::from_secs(15));
+        assert_eq!(r.header("x-trace-id").as_deref(), Some(T32), "{option}");
+        let spans = b.collector.wait_for_trace(T32, 1, Duration::from_secs(15));
         assert_eq!(spans.len(), 1, "{option}: the control trace: {spans:?}");
         // ...and the deferred one, sent first, is not there.
         assert!(
@@ -564,7 +554,7 @@ fn deferred_new_trace_is_not_sampled_by_the_next_tracer_at_0_percent() {
             "{option}: not sampled at 0 %"
         );
         log_line_of(&a, &told);
-        log_line_of(&a, T_B3);
+        log_line_of(&a, T32);
     }
 }
 
@@ -572,13 +562,13 @@ fn deferred_new_trace_is_not_sampled_by_the_next_tracer_at_0_percent() {
 fn empty_outputs_let_no_trace_header_leave() {
     let hop = plain_hop(r#"{"outputs": []}"#);
     let all = [
-        ("x-b3-traceid", T_B3.to_string()),
-        ("x-b3-spanid", S_B3.to_string()),
+        ("x-b3-traceid", T32.to_string()),
+        ("x-b3-spanid", S.to_string()),
         ("x-b3-parentspanid", "0020000000000001".to_string()),
         ("x-b3-sampled", "1".to_string()),
         ("x-b3-flags", "1".to_string()),
-        ("b3", format!("{T_B3_SINGLE}-{S_B3_SINGLE}-1")),
-        ("traceparent", format!("00-{T_W3C}-{S_W3C}-01")),
+        ("b3", format!("{B3_SINGLE_TRACE}-{B3_SINGLE_SPAN}-1")),
+        ("traceparent", format!("00-{W3C_TRACE}-{W3C_PARENT}-01")),
         ("tracestate", "vendor=internal".to_string()),
     ];
     let h: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -591,7 +581,6 @@ fn empty_outputs_let_no_trace_header_leave() {
         assert!(is_lower_hex(&told, 32), "{what}: {told}");
         let up = hop.upstream();
         for name in TRACE_HEADERS {
-            let name = std::str::from_utf8(name).expect("ascii");
             assert!(
                 up.headers_named(name).is_empty(),
                 "{what}: {name} left the filter: {:?}",
@@ -608,14 +597,14 @@ fn by_default_incoming_contexts_are_continued_as_before() {
     let r = hop.get(
         "/",
         &[
-            ("x-b3-traceid", T_B3),
-            ("x-b3-spanid", S_B3),
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
             ("x-b3-flags", "1"),
         ],
     );
-    assert_eq!(r.header("x-trace-id").as_deref(), Some(T_B3));
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(T32));
     let up = hop.upstream();
-    assert_eq!(up.header("x-b3-traceid"), Some(T_B3));
+    assert_eq!(up.header("x-b3-traceid"), Some(T32));
     assert_eq!(
         up.header("x-b3-flags"),
         Some("1"),
@@ -626,7 +615,7 @@ fn by_default_incoming_contexts_are_continued_as_before() {
         None,
         "x-b3-flags implies sampled"
     );
-    let line = log_line_of(&hop.envoy, T_B3);
+    let line = log_line_of(&hop.envoy, T32);
     assert!(line.get("caller_trace_id").is_none(), "{line}");
     assert_eq!(
         settled_stat(&hop.envoy, "wasmcustom.trace_inject.requests.restarted"),

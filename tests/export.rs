@@ -4,9 +4,7 @@
 mod common;
 use common::*;
 use std::time::{Duration, Instant};
-
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
+use trace_inject::fixtures::{S, T32};
 
 /// Envoy A: examples/envoy.yaml, no tracer, the filter exporting to `collector_port`, its
 /// upstream at `upstream_port`.
@@ -34,14 +32,7 @@ fn two_hop_chain_is_a_two_level_trace() {
     );
     let a_port = a.port();
     for incoming in [None, Some((T32, S))] {
-        let headers: Vec<(&[u8], &[u8])> = match incoming {
-            None => vec![],
-            Some((t, s)) => vec![
-                (b"x-b3-traceid", t.as_bytes()),
-                (b"x-b3-spanid", s.as_bytes()),
-                (b"x-b3-sampled", b"1"),
-            ],
-        };
+        let headers = sampled_b3(incoming);
         let r = http::request(a_port, "GET", "/orders?id=7", &headers).unwrap();
         assert_eq!(r.status, 200);
         let trace = r.header("x-trace-id").expect("x-trace-id");

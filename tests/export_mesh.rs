@@ -6,9 +6,11 @@
 //! Needs `make build`, `make envoy` and `scripts/build-gohost.sh` (.tools/bin/gohost).
 
 mod common;
+use common::otlp::{attr, hex, int, string};
+use common::otlp_sink::OtlpSink;
 use common::*;
+use trace_inject::fixtures::{S, T32};
 
-use common::otlp::{attr, hex, int, string, OtlpSink};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 const ISTIO_CLUSTER: &str = "outbound|9411||jaeger-collector.istio-system.svc.cluster.local";
 const SERVICE_HOST: &str = "jaeger-collector.istio-system.svc.cluster.local";
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
 
 /// `tests/gohost` running: Go's net/http server, reverse-proxying to `target_port`.
 struct GoHost {
@@ -165,14 +165,7 @@ fn otlp_export_through_an_istio_cluster_name_parses_by_the_official_schema() {
         ),
     );
     for incoming in [None, Some((T32, S))] {
-        let headers: Vec<(&[u8], &[u8])> = match incoming {
-            None => vec![],
-            Some((t, s)) => vec![
-                (b"x-b3-traceid", t.as_bytes()),
-                (b"x-b3-spanid", s.as_bytes()),
-                (b"x-b3-sampled", b"1"),
-            ],
-        };
+        let headers = sampled_b3(incoming);
         let r = http::request(port, "GET", "/orders?id=7", &headers).unwrap();
         assert_eq!(r.status, 200);
         let trace = r.header("x-trace-id").expect("x-trace-id");

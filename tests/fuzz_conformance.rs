@@ -81,10 +81,10 @@ proptest! {
 
     #[test]
     fn lenient_sampling_never_panics(v in prop::collection::vec(any::<u8>(), 0..8)) {
-        if let Some((_, canonical)) = b3::sampled_lenient(&v) {
+        if let Some(b3::Spelled { canonical, .. }) = b3::sampled_lenient(&v) {
             prop_assert_eq!(canonical, v == b"1" || v == b"0");
         }
-        prop_assert_eq!(b3::flags_lenient(&v).0, v == b"1");
+        prop_assert_eq!(b3::flags_lenient(&v).value, v == b"1");
     }
 
     #[test]

@@ -14,15 +14,16 @@
 //! PROPTEST_CASES for all of them (`make fuzz` runs 200000).
 
 use proptest::prelude::*;
+use trace_inject::fixtures::{W3C_PARENT, W3C_TRACE};
 
 use trace_inject::b3;
 use trace_inject::config::{Config, TracerMode};
 use trace_inject::context::{Format, Parsed, Sampling, TraceContext};
 use trace_inject::decision::{self, Circumstances, Decision, Source};
+use trace_inject::formats;
 use trace_inject::headers::{self as h, MultiHeaders, TraceHeaders};
 use trace_inject::hop::Hop;
 use trace_inject::ids::{IdSource, SpanId, TraceId};
-use trace_inject::propagator;
 use trace_inject::settings::Settings;
 use trace_inject::tracer::{Outcome, TracerKind};
 use trace_inject::w3c;
@@ -210,17 +211,21 @@ fn valid_context() -> impl Strategy<Value = TraceContext> {
         )
 }
 
-const TRACE_HEADER_NAMES: [&str; 9] = [
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "b3",
-    "traceparent",
-    "tracestate",
-    "x-request-id",
-];
+/// The context headers and Envoy's request id.
+const TRACE_HEADER_NAMES: [&str; 9] = {
+    let c = h::CONTEXT_HEADERS;
+    [
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
+        c[6],
+        c[7],
+        h::REQUEST_ID,
+    ]
+};
 
 /// A header name: one the filter reads (in any letter case), a near miss, or another one.
 fn header_name() -> impl Strategy<Value = String> {
@@ -553,12 +558,12 @@ fn apply(headers: &[(String, Vec<u8>)], d: &Decision) -> Vec<(String, Vec<u8>)> 
 
 /// What one format says in a set of collected headers.
 fn state(h: &TraceHeaders, f: Format) -> Parsed {
-    propagator::of(f).extract(h).parsed
+    formats::of(f).extract(h).parsed
 }
 
 /// Repeated, a future version or otherwise not as the filter would write it.
 fn inexact(h: &TraceHeaders, f: Format) -> bool {
-    let p = propagator::of(f);
+    let p = formats::of(f);
     p.present(h) && !p.extract(h).exact
 }
 
@@ -834,7 +839,7 @@ proptest! {
                 // The grammar, ids in either case (as Envoy and OpenTelemetry read them):
                 // formatting gives back the very bytes, lower-cased.
                 prop_assert_eq!(b3::format_single(&c).into_bytes(), v.to_ascii_lowercase());
-                prop_assert_eq!(b3::read_single(&v).1, v == v.to_ascii_lowercase());
+                prop_assert_eq!(b3::read_single(&v).canonical, v == v.to_ascii_lowercase());
             }
             Parsed::SamplingOnly(_) => prop_assert!(v == b"0" || v == b"1" || v == b"d"),
             Parsed::Malformed(why) => prop_assert!(!why.is_empty()),
@@ -1139,8 +1144,8 @@ proptest! {
         let h = TraceHeaders::collect(incoming.iter().copied());
         let settings = Settings::compile(cfg.clone(), false);
         let d = decision::decide(&h, &settings, on(Hop::Unknown), &mut ids.clone());
-        let states = propagator::extract_all(&h);
-        let winner = propagator::first_context(&states, &settings.precedence).map(|(_, c)| c);
+        let states = formats::extract_all(&h);
+        let winner = formats::first_context(&states, &settings.precedence).map(|(_, c)| c);
         for e in &d.edits {
             if let Some(v) = &e.value {
                 assert_valid_edit_value(e.name, v);
@@ -1176,9 +1181,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // Bugs the properties found (fixed), kept as plain regression tests.
-
-const T32: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const S16: &str = "00f067aa0ba902b7";
 
 fn run_default(headers: &[(&str, &str)], cfg: &Config) -> (Decision, Vec<(String, String)>) {
     let owned: Vec<(String, Vec<u8>)> = headers
@@ -1219,7 +1221,7 @@ fn regression_deferred_sampling_counts_as_a_conflict() {
     // One valid format, no sampling decision: the filter decides it, and calls that a conflict
     // (the `trace_inject.conflicts` counter goes up on every such request).
     let (d, _) = run_default(
-        &[("x-b3-traceid", T32), ("x-b3-spanid", S16)],
+        &[("x-b3-traceid", W3C_TRACE), ("x-b3-spanid", W3C_PARENT)],
         &Config::default(),
     );
     assert_eq!(d.source, Source::B3Multi);
@@ -1235,7 +1237,7 @@ fn regression_tracestate_kept_beside_a_new_traceparent() {
     };
     let (d, fin) = run_default(
         &[
-            ("traceparent", &format!("00-{T32}-{S16}-01")),
+            ("traceparent", &format!("00-{W3C_TRACE}-{W3C_PARENT}-01")),
             ("tracestate", "congo=t61rcWkgMzE"),
         ],
         &cfg,
@@ -1257,15 +1259,15 @@ fn regression_b3_formats_disagree_when_w3c_wins() {
     };
     let (d, fin) = run_default(
         &[
-            ("traceparent", &format!("00-{T32}-{S16}-00")),
-            ("b3", &format!("{T32}-{S16}")),
+            ("traceparent", &format!("00-{W3C_TRACE}-{W3C_PARENT}-00")),
+            ("b3", &format!("{W3C_TRACE}-{W3C_PARENT}")),
         ],
         &cfg,
     );
     assert_eq!(d.source, Source::W3c);
     let get = |n: &str| fin.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     assert_eq!(get("x-b3-sampled"), Some("0"));
-    let denied = format!("{T32}-{S16}-0");
+    let denied = format!("{W3C_TRACE}-{W3C_PARENT}-0");
     assert!(
         get("b3").is_none_or(|v| v == denied),
         "b3 and x-b3-* disagree: {fin:?}"

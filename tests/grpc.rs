@@ -7,8 +7,10 @@
 //! span as OTLP (parsed by the official schema) and as Zipkin, and the gRPC counters.
 
 mod common;
-use common::otlp::{attr, hex, int, string, OtlpSink};
+use common::otlp::{attr, hex, int, string};
+use common::otlp_sink::OtlpSink;
 use common::*;
+use trace_inject::fixtures::{S, T32};
 
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use serde_json::{json, Value};
@@ -20,8 +22,6 @@ use std::time::Duration;
 const PYTHON: &str = ".tools/grpc-venv/bin/python";
 const CONFIG: &str = "tests/grpc/envoy.yaml";
 const SERVICE: &str = "trace.inject.test.Echo";
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
 
 fn python() -> &'static str {
     assert!(

@@ -8,8 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
-
-const S: &str = "a2fb4a1d1a96d312";
+use trace_inject::fixtures::S;
 
 /// The corpus: (what, headers as raw bytes, statuses Envoy may answer with). 400/431 are Envoy's
 /// own codec refusing the request before any filter runs (control bytes, too many headers).
@@ -19,8 +18,8 @@ type Case = (String, Vec<(Vec<u8>, Vec<u8>)>, &'static [u16]);
 fn corpus() -> Vec<Case> {
     let names = TRACE_HEADERS;
     let mut c: Vec<Case> = Vec::new();
-    for n in names {
-        let name = String::from_utf8_lossy(n).to_string();
+    for name in names {
+        let n = name.as_bytes();
         let h = |v: &[u8]| {
             vec![
                 (n.to_vec(), v.to_vec()),
@@ -189,9 +188,8 @@ fn check_upstream(
             v.len()
         );
     }
-    for name in TRACE_HEADERS.iter().filter(|n| **n != b"tracestate") {
-        let name = String::from_utf8_lossy(name);
-        let values = up.headers_named(&name);
+    for name in TRACE_HEADERS.iter().filter(|n| **n != "tracestate") {
+        let values = up.headers_named(name);
         assert!(
             values.len() <= 1,
             "{what}: {proto}: {} {name} lines upstream",
@@ -212,7 +210,7 @@ fn check_upstream(
 fn a_corpus_of_bad_requests_over_http1_and_http2() {
     // FAIL_CLOSED: a VM that died would fail every later request, so nothing can hide.
     let echo = EchoServer::start();
-    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), "{}")
+    let envoy = plain_builder(&echo, "{}")
         .replace(
             "failure_policy: FAIL_OPEN",
             "failure_policy: FAIL_CLOSED".to_string(),
@@ -352,7 +350,7 @@ fn allocated(envoy: &Envoy) -> u64 {
 #[test]
 fn memory_stays_bounded_over_100k_hostile_requests() {
     let echo = EchoServer::start();
-    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), "{}")
+    let envoy = plain_builder(&echo, "{}")
         .replace(
             "route: {cluster: echo}",
             "direct_response: {status: 200, body: {inline_string: ok}}".to_string(),

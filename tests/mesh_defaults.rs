@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
+use trace_inject::fixtures::S;
 
 use common::oracle::{self, Extraction};
 use common::*;
@@ -90,30 +91,15 @@ fn istio_hop(shape: Shape, sampling: u32, plugin_config: &str, workers: u32) -> 
     let (example, listener, admin) = shape.example();
     let echo = EchoServer::start();
     let collector = Collector::start();
-    let mut b = Envoy::builder(format!("examples/{example}"))
-        .replace(
-            &format!("port_value: {listener}}}"),
-            "port_value: 0}".to_string(),
-        )
-        .replace(
-            &format!("port_value: {admin}}}"),
-            "port_value: 0}".to_string(),
-        )
-        .replace(
-            "port_value: 8080}",
-            format!("port_value: {}}}", echo.port()),
-        )
-        .replace(
-            &plugin_config_line(example),
-            format!("value: '{}'", plugin_config.replace('\'', "''")),
-        )
-        .flush_spans_immediately();
-    if shape != Shape::NoProvider {
-        b = b.replace(
-            "port_value: 9411}",
-            format!("port_value: {}}}", collector.port()),
-        );
-    }
+    let collector_cluster = (shape != Shape::NoProvider).then_some(&collector);
+    let b = example_builder(
+        example,
+        (listener, 0),
+        admin,
+        &echo,
+        collector_cluster,
+        Some(plugin_config),
+    );
     let envoy = b
         .replace(
             "random_sampling: {value: 1}",
@@ -130,21 +116,16 @@ fn own_trace(tag: u32, client: u32, round: u32) -> String {
     format!("{:08x}{tag:08x}{client:08x}{round:08x}", std::process::id())
 }
 
-const CALLER_SPAN: &str = "a2fb4a1d1a96d312";
-
 /// Four kinds of caller, by client: none; B3 only; B3 and W3C of the same trace; W3C only.
 fn caller_headers(tag: u32) -> impl Fn(u32, u32) -> Vec<(String, String)> + Sync {
     move |client, round| {
         let t = own_trace(tag, client, round);
         let b3 = [
             ("x-b3-traceid".to_string(), t.clone()),
-            ("x-b3-spanid".to_string(), CALLER_SPAN.to_string()),
+            ("x-b3-spanid".to_string(), S.to_string()),
             ("x-b3-sampled".to_string(), "1".to_string()),
         ];
-        let tp = (
-            "traceparent".to_string(),
-            format!("00-{t}-{CALLER_SPAN}-01"),
-        );
+        let tp = ("traceparent".to_string(), format!("00-{t}-{S}-01"));
         match client % 4 {
             0 => vec![],
             1 => b3.to_vec(),
@@ -310,31 +291,22 @@ fn beside_datadog_no_request_carries_two_traces() {
                 collector_cluster: zipkin
                 service_name: backend.default
 ";
-    let envoy = Envoy::builder(format!("examples/{example}"))
-        .replace(zipkin_provider, datadog_provider.to_string())
-        .replace(
-            &format!("port_value: {listener}}}"),
-            "port_value: 0}".to_string(),
-        )
-        .replace(
-            &format!("port_value: {admin}}}"),
-            "port_value: 0}".to_string(),
-        )
-        .replace(
-            "port_value: 8080}",
-            format!("port_value: {}}}", echo.port()),
-        )
-        .replace(
-            "port_value: 9411}",
-            format!("port_value: {}}}", collector.port()),
-        )
-        .replace(
-            "random_sampling: {value: 1}",
-            "random_sampling: {value: 100}".to_string(),
-        )
-        .concurrency(2)
-        .start()
-        .expect("Envoy with the Datadog tracer");
+    let envoy = example_builder(
+        example,
+        (listener, 0),
+        admin,
+        &echo,
+        Some(&collector),
+        Some("{}"),
+    )
+    .replace(zipkin_provider, datadog_provider.to_string())
+    .replace(
+        "random_sampling: {value: 1}",
+        "random_sampling: {value: 100}".to_string(),
+    )
+    .concurrency(2)
+    .start()
+    .expect("Envoy with the Datadog tracer");
     let hop = Hop::new(envoy, echo);
     let burst = concurrent_wave(hop.port, "burst", 40, 1, caller_headers(7));
     let first = check_wave(&hop, &collector, Shape::NoProvider, 100, &burst);
@@ -431,7 +403,7 @@ fn the_shipped_configuration_keeps_callers_contexts_where_no_provider_runs() {
         "/",
         &[
             ("x-b3-traceid", trace),
-            ("x-b3-spanid", CALLER_SPAN),
+            ("x-b3-spanid", S),
             ("x-b3-sampled", "1"),
         ],
     );
@@ -439,7 +411,7 @@ fn the_shipped_configuration_keeps_callers_contexts_where_no_provider_runs() {
     assert_eq!(up.header("x-b3-traceid"), Some(trace), "{up:?}");
     assert_eq!(
         up.header("traceparent"),
-        Some(format!("00-{trace}-{CALLER_SPAN}-01").as_str())
+        Some(format!("00-{trace}-{S}-01").as_str())
     );
     assert_eq!(r.header("x-trace-id").as_deref(), Some(trace));
     hop.get("/", &[]);
@@ -452,7 +424,7 @@ fn the_shipped_configuration_keeps_callers_contexts_where_no_provider_runs() {
 fn an_upstream_x_trace_id_is_never_passed_on_when_it_is_not_this_trace() {
     let with_upstream_id = |value: &str, config: &str| {
         let echo = EchoServer::start();
-        let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), config)
+        let envoy = plain_builder(&echo, config)
             .replace(
                 "                route: {cluster: echo}",
                 format!(
@@ -536,10 +508,8 @@ fn an_untrusted_caller_cannot_force_the_next_hop_to_trace() {
 fn an_exported_span_always_has_its_own_span_id() {
     let echo = EchoServer::start();
     let collector = Collector::start();
-    let config = format!(
-        r#"{{"tracer": "auto", "export": {{"cluster": "zipkin", "flush_interval_ms": 100}}}}"#
-    );
-    let envoy = builder("envoy.yaml", 10000, 8080, 0, echo.port(), &config)
+    let config = r#"{"tracer": "auto", "export": {"cluster": "zipkin", "flush_interval_ms": 100}}"#;
+    let envoy = plain_builder(&echo, config)
         .replace(
             "port_value: 9411}",
             format!("port_value: {}}}", collector.port()),
@@ -555,11 +525,11 @@ fn an_exported_span_always_has_its_own_span_id() {
                 "x-b3-traceid".to_string(),
                 "463ac35c9f6413ad48485a3953bb6124".to_string(),
             ),
-            ("x-b3-spanid".to_string(), CALLER_SPAN.to_string()),
+            ("x-b3-spanid".to_string(), S.to_string()),
             ("x-b3-sampled".to_string(), "1".to_string()),
             (
                 "traceparent".to_string(),
-                format!("00-463ac35c9f6413ad48485a3953bb6124-{CALLER_SPAN}-01"),
+                format!("00-463ac35c9f6413ad48485a3953bb6124-{S}-01"),
             ),
         ]
     };
@@ -575,7 +545,7 @@ fn an_exported_span_always_has_its_own_span_id() {
     );
     assert!(spans.len() >= 10, "{spans:?}");
     for s in &spans {
-        assert_ne!(s.id, CALLER_SPAN, "a span with the caller's id: {s:?}");
-        assert_eq!(s.parent_id.as_deref(), Some(CALLER_SPAN), "{s:?}");
+        assert_ne!(s.id, S, "a span with the caller's id: {s:?}");
+        assert_eq!(s.parent_id.as_deref(), Some(S), "{s:?}");
     }
 }

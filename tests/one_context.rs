@@ -6,13 +6,7 @@
 
 mod common;
 use common::*;
-
-const T_B3: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S_B3: &str = "a2fb4a1d1a96d312";
-const T_B3_SINGLE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
-const S_B3_SINGLE: &str = "e457b5a2e4d86bd1";
-const T_W3C: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const S_W3C: &str = "00f067aa0ba902b7";
+use trace_inject::fixtures::{B3_SINGLE_SPAN, B3_SINGLE_TRACE, S, T32, W3C_PARENT, W3C_TRACE};
 
 /// (trace id as 32 hex, span id) of every trace format the request carries.
 fn positions(up: &RecordedRequest) -> Vec<(&'static str, String, String)> {
@@ -66,26 +60,26 @@ fn one_context_upstream_for_every_configuration_and_input() {
         (
             "B3 multi",
             vec![
-                ("x-b3-traceid", T_B3.into()),
-                ("x-b3-spanid", S_B3.into()),
+                ("x-b3-traceid", T32.into()),
+                ("x-b3-spanid", S.into()),
                 ("x-b3-sampled", "1".into()),
             ],
         ),
         (
             "b3 single",
-            vec![("b3", format!("{T_B3_SINGLE}-{S_B3_SINGLE}-1"))],
+            vec![("b3", format!("{B3_SINGLE_TRACE}-{B3_SINGLE_SPAN}-1"))],
         ),
         (
             "traceparent",
-            vec![("traceparent", format!("00-{T_W3C}-{S_W3C}-01"))],
+            vec![("traceparent", format!("00-{W3C_TRACE}-{W3C_PARENT}-01"))],
         ),
         (
             "all three, three traces",
             vec![
-                ("x-b3-traceid", T_B3.into()),
-                ("x-b3-spanid", S_B3.into()),
-                ("b3", format!("{T_B3_SINGLE}-{S_B3_SINGLE}-1")),
-                ("traceparent", format!("00-{T_W3C}-{S_W3C}-01")),
+                ("x-b3-traceid", T32.into()),
+                ("x-b3-spanid", S.into()),
+                ("b3", format!("{B3_SINGLE_TRACE}-{B3_SINGLE_SPAN}-1")),
+                ("traceparent", format!("00-{W3C_TRACE}-{W3C_PARENT}-01")),
             ],
         ),
     ];

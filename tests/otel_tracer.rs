@@ -10,11 +10,7 @@
 mod common;
 use common::*;
 use std::time::Duration;
-
-const T_B3: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S_B3: &str = "a2fb4a1d1a96d312";
-const T_W3C: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const S_W3C: &str = "00f067aa0ba902b7";
+use trace_inject::fixtures::{S, T32, W3C_PARENT, W3C_TRACE};
 
 /// `examples/envoy-sidecar-otel.yaml` in front of its own echo, reporting OTLP to `collector`.
 fn otel_hop(plugin_config: &str, trace_id_route_header: bool) -> (Hop, Collector) {
@@ -45,7 +41,7 @@ fn hop_on(
         (listener, 0),
         admin,
         &echo,
-        &collector,
+        Some(&collector),
         Some(plugin_config),
     );
     if !envoy_has_value_tags() && example == "envoy-sidecar-otel.yaml" {
@@ -118,35 +114,38 @@ fn cases() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
         (
             "B3 multi",
             vec![
-                ("x-b3-traceid", T_B3.into()),
-                ("x-b3-spanid", S_B3.into()),
+                ("x-b3-traceid", T32.into()),
+                ("x-b3-spanid", S.into()),
                 ("x-b3-sampled", "1".into()),
             ],
         ),
-        ("b3 single", vec![("b3", format!("{T_B3}-{S_B3}-1"))]),
+        ("b3 single", vec![("b3", format!("{T32}-{S}-1"))]),
         (
             "traceparent",
-            vec![("traceparent", format!("00-{T_W3C}-{S_W3C}-01"))],
+            vec![("traceparent", format!("00-{W3C_TRACE}-{W3C_PARENT}-01"))],
         ),
         (
             "traceparent and B3 of another trace",
             vec![
-                ("traceparent", format!("00-{T_W3C}-{S_W3C}-01")),
-                ("x-b3-traceid", T_B3.into()),
-                ("x-b3-spanid", S_B3.into()),
+                ("traceparent", format!("00-{W3C_TRACE}-{W3C_PARENT}-01")),
+                ("x-b3-traceid", T32.into()),
+                ("x-b3-spanid", S.into()),
             ],
         ),
         (
             "malformed B3",
             vec![
-                ("x-b3-traceid", format!("{T_B3}ab")),
-                ("x-b3-spanid", S_B3.into()),
+                ("x-b3-traceid", format!("{T32}ab")),
+                ("x-b3-spanid", S.into()),
             ],
         ),
-        ("malformed b3", vec![("b3", format!("{T_B3}-{S_B3}-x"))]),
+        ("malformed b3", vec![("b3", format!("{T32}-{S}-x"))]),
         (
             "malformed traceparent",
-            vec![("traceparent", format!("00-{T_W3C}-{S_W3C}-01-extra"))],
+            vec![(
+                "traceparent",
+                format!("00-{W3C_TRACE}-{W3C_PARENT}-01-extra"),
+            )],
         ),
     ]
 }
@@ -247,15 +246,17 @@ fn auto_detects_the_opentelemetry_tracer_once_and_says_so() {
     let r = hop.get(
         "/",
         &[
-            ("traceparent", &format!("00-{T_W3C}-{S_W3C}-01")),
-            ("x-b3-traceid", T_B3),
-            ("x-b3-spanid", S_B3),
+            ("traceparent", &format!("00-{W3C_TRACE}-{W3C_PARENT}-01")),
+            ("x-b3-traceid", T32),
+            ("x-b3-spanid", S),
         ],
     );
-    assert_eq!(r.header("x-trace-id").as_deref(), Some(T_W3C));
+    assert_eq!(r.header("x-trace-id").as_deref(), Some(W3C_TRACE));
     let up = hop.upstream();
     assert_eq!(up.header("x-b3-traceid"), None);
-    assert!(up.header("traceparent").is_some_and(|t| t.contains(T_W3C)));
+    assert!(up
+        .header("traceparent")
+        .is_some_and(|t| t.contains(W3C_TRACE)));
 }
 
 #[test]

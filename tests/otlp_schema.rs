@@ -3,27 +3,18 @@
 //! strings), every key written is one the schema knows (round trip), and the fields hold the
 //! span's ids, times, kind, status and semantic-convention attributes.
 
+#[path = "common/otlp.rs"]
+mod otlp;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+use otlp::{attr, int, string};
 use serde_json::Value as Json;
 use trace_inject::context::{Sampling, TraceContext};
+use trace_inject::fixtures::workload;
 use trace_inject::ids::{SpanId, TraceId};
 use trace_inject::span::{
     otlp_json, FinishedSpan, HttpFields, OtlpResource, RequestLine, MAX_PATH_BYTES,
 };
-use trace_inject::workload::{NodeInfo, Workload};
-
-fn workload() -> Workload {
-    Workload {
-        service: "checkout".into(),
-        namespace: "shop".into(),
-        version: "v2".into(),
-        workload: "checkout-v2".into(),
-        cluster: "Kubernetes".into(),
-        mesh: "cluster.local".into(),
-        pod: "checkout-v2-7d9f8c-abcde".into(),
-    }
-}
+use trace_inject::workload::NodeInfo;
 
 fn finished(trace: &str, span: u64, parent: Option<u64>, http: HttpFields) -> FinishedSpan {
     let context = TraceContext {
@@ -39,27 +30,6 @@ fn finished(trace: &str, span: u64, parent: Option<u64>, http: HttpFields) -> Fi
         1_764_400_000_125_000_000,
         http,
     )
-}
-
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-}
-
-fn string(v: Option<&Value>) -> Option<&str> {
-    match v {
-        Some(Value::StringValue(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn int(v: Option<&Value>) -> Option<i64> {
-    match v {
-        Some(Value::IntValue(i)) => Some(*i),
-        _ => None,
-    }
 }
 
 /// Every key and value of `ours` is in `official` (which also holds the schema's defaults).
@@ -103,6 +73,7 @@ fn otlp_json_parses_as_the_official_export_trace_service_request() {
                     Some(b"checkout.shop:8080"),
                 ),
                 status: Some(200),
+                grpc_status: None,
                 upstream_cluster: Some("inbound|8080||"),
             },
         ),
@@ -118,6 +89,7 @@ fn otlp_json_parses_as_the_official_export_trace_service_request() {
                     Some("ünï\"code".as_bytes()),
                 ),
                 status: Some(503),
+                grpc_status: None,
                 upstream_cluster: None,
             },
         ),

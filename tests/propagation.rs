@@ -3,12 +3,7 @@
 
 mod common;
 use common::*;
-
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const T16: &str = "48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
-const P: &str = "0020000000000001";
-const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+use trace_inject::fixtures::{P, S, T16, T32, TRACED_REQUEST_ID, TRACEPARENT};
 
 #[test]
 fn no_headers_gets_a_new_complete_context_and_the_trace_id_back() {
@@ -102,13 +97,13 @@ fn valid_contexts_are_propagated_unchanged() {
     let r = hop.get(
         "/",
         &[
-            ("traceparent", TP),
+            ("traceparent", TRACEPARENT),
             ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
         ],
     );
     let up = hop.upstream();
     assert_valid_context(&up);
-    assert_eq!(up.header("traceparent"), Some(TP));
+    assert_eq!(up.header("traceparent"), Some(TRACEPARENT));
     assert_eq!(
         up.header("tracestate"),
         Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
@@ -132,7 +127,7 @@ fn valid_contexts_are_propagated_unchanged() {
             "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later",
         )],
     );
-    assert_eq!(hop.upstream().header("traceparent"), Some(TP));
+    assert_eq!(hop.upstream().header("traceparent"), Some(TRACEPARENT));
 
     // Sampling-only B3 decides the new trace.
     hop.get("/", &[("b3", "0")]);
@@ -285,8 +280,14 @@ fn non_utf8_bytes_never_break_the_filter() {
     let hop = plain_hop("{}");
     let names = TRACE_HEADERS;
     for name in names {
-        let r = hop.get_raw("/", &[(name, b"\xff\xfe"), (b"x-b3-spanid", S.as_bytes())]);
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(name));
+        let r = hop.get_raw(
+            "/",
+            &[
+                (name.as_bytes(), b"\xff\xfe"),
+                (b"x-b3-spanid", S.as_bytes()),
+            ],
+        );
+        assert_eq!(r.status, 200, "{name}");
         assert_valid_context(&hop.upstream());
         assert!(r.header("x-trace-id").is_some());
     }
@@ -315,7 +316,7 @@ fn conflicting_formats_follow_the_precedence() {
         ("x-b3-traceid", T32),
         ("x-b3-spanid", S),
         ("x-b3-sampled", "1"),
-        ("traceparent", TP),
+        ("traceparent", TRACEPARENT),
     ];
     let hop = plain_hop("{}");
     let r = hop.get("/", &headers);
@@ -350,7 +351,7 @@ fn conflicting_formats_follow_the_precedence() {
     let r = hop.get("/", &headers);
     let up = hop.upstream();
     assert_valid_context(&up);
-    assert_eq!(up.header("traceparent"), Some(TP));
+    assert_eq!(up.header("traceparent"), Some(TRACEPARENT));
     assert_eq!(
         up.header("x-b3-traceid"),
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -449,7 +450,6 @@ fn a_bad_plugin_config_is_refused_with_one_line_naming_the_field() {
 }
 
 /// Envoy marks `x-request-id` as traced (15th character `9`) when its tracer sampled a request.
-const TRACED_REQUEST_ID: &str = "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d";
 
 #[test]
 fn default_tracer_auto_on_a_plain_hop_learns_there_is_no_tracer() {

@@ -5,11 +5,8 @@
 mod common;
 use common::*;
 use std::time::Duration;
+use trace_inject::fixtures::{S, T32, TRACEPARENT, W3C_TRACE};
 
-const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
-const S: &str = "a2fb4a1d1a96d312";
-const TP_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const SPAN_WAIT: Duration = Duration::from_secs(15);
 
 /// What the upstream's headers say the trace is (B3 single first, as Envoy writes it back where
@@ -169,7 +166,7 @@ fn tracer_hop_cases() -> Vec<Case> {
             vec![
                 ("x-b3-traceid", T32),
                 ("x-b3-spanid", S),
-                ("traceparent", TP),
+                ("traceparent", TRACEPARENT),
             ],
             Expect::Reported(T32),
         ),
@@ -188,8 +185,11 @@ fn tracer_hop_explicit_config_with_trace_id_route_header() {
     let mut cases = tracer_hop_cases();
     cases.push((
         "traceparent (W3C propagation on)",
-        vec![("traceparent", TP), ("tracestate", "congo=t61rcWkgMzE")],
-        Expect::Reported(TP_TRACE),
+        vec![
+            ("traceparent", TRACEPARENT),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ],
+        Expect::Reported(W3C_TRACE),
     ));
     for (what, headers, expect) in &cases {
         check(&hop, what, headers, *expect, true);
@@ -197,7 +197,10 @@ fn tracer_hop_explicit_config_with_trace_id_route_header() {
     // The W3C join keeps the tracestate of the trace it joins.
     hop.get(
         "/",
-        &[("traceparent", TP), ("tracestate", "congo=t61rcWkgMzE")],
+        &[
+            ("traceparent", TRACEPARENT),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ],
     );
     assert_eq!(
         hop.upstream().header("tracestate"),
@@ -247,14 +250,14 @@ fn tracer_hop_explicit_config_without_route_header_and_b3_only() {
     let mut cases = tracer_hop_cases();
     cases.push((
         "traceparent (USE_B3: a new trace)",
-        vec![("traceparent", TP)],
+        vec![("traceparent", TRACEPARENT)],
         Expect::TracerRoot,
     ));
     for (what, headers, expect) in &cases {
         check(&hop, what, headers, *expect, false);
     }
     // The traceparent Envoy leaves stale would contradict its B3: removed.
-    hop.get("/", &[("traceparent", TP)]);
+    hop.get("/", &[("traceparent", TRACEPARENT)]);
     assert_eq!(hop.upstream().header("traceparent"), None);
     // A 404 (no route: no %TRACE_ID% either) still gets the id the filter knows.
     let r = hop.get(
@@ -457,7 +460,7 @@ fn zipkin_tracer_model_matches_the_real_envoy() {
             "b3 17 hex",
             &[("x-b3-traceid", "463ac35c9f6413ad4"), ("x-b3-spanid", S)],
         ),
-        ("traceparent only (USE_B3)", &[("traceparent", TP)]),
+        ("traceparent only (USE_B3)", &[("traceparent", TRACEPARENT)]),
     ];
     for (what, headers) in rows {
         let prediction = model.predict(&TraceHeaders::collect(

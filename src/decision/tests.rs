@@ -2,8 +2,8 @@
 use super::*;
 use crate::config::Config;
 use crate::context::Format::*;
+use crate::fixtures::{Counter, S, T32, TRACEPARENT as TP};
 use crate::ids::SpanId;
-use crate::test_fixtures::{Counter, S, T32, TRACEPARENT as TP};
 
 /// A trusted caller on `hop`, the filter exporting its own spans or not.
 fn on(hop: Hop, exporting: bool) -> Circumstances {
@@ -997,7 +997,7 @@ fn beside_opentelemetry_b3_goes_and_a_joined_traceparent_is_told() {
     );
     assert_eq!(
         d.told_trace_id.map(|t| t.to_hex32()).as_deref(),
-        Some(crate::test_fixtures::W3C_TRACE)
+        Some(crate::fixtures::W3C_TRACE)
     );
     assert_eq!(
         set(&d, "x-b3-traceid"),

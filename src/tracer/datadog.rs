@@ -32,13 +32,10 @@ pub fn predict(h: &TraceHeaders) -> Prediction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_fixtures::{TRACEPARENT, W3C_TRACE};
+    use crate::fixtures::{TRACEPARENT, W3C_TRACE};
 
     fn predict_for(pairs: &[(&str, &str)]) -> Outcome {
-        predict(&TraceHeaders::collect(
-            pairs.iter().map(|(n, v)| (*n, v.as_bytes())),
-        ))
-        .outcome
+        predict(&crate::fixtures::headers(pairs)).outcome
     }
 
     #[test]

@@ -58,12 +58,10 @@ fn joinable(v: &[u8]) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_fixtures::{S, T32, W3C_PARENT, W3C_TRACE};
+    use crate::fixtures::{S, T32, W3C_PARENT, W3C_TRACE};
 
     fn predict_for(pairs: &[(&str, &str)]) -> Prediction {
-        predict(&TraceHeaders::collect(
-            pairs.iter().map(|(n, v)| (*n, v.as_bytes())),
-        ))
+        predict(&crate::fixtures::headers(pairs))
     }
 
     // Each row is a measurement on Envoy 1.37.0 and 1.40.0 (docs/envoy-opentelemetry-tracer.md).

@@ -11,20 +11,24 @@ pub use trace_inject_devtools::http::{self, Response};
 
 pub mod oracle;
 pub mod otlp;
+pub mod otlp_sink;
 
 pub const WASM: &str = "dist/trace_inject.wasm";
 
+/// A caller's sampled B3 multi context (trace, span), as raw request headers; none for `None`.
+pub fn sampled_b3<'a>(context: Option<(&'a str, &'a str)>) -> Vec<(&'static [u8], &'a [u8])> {
+    match context {
+        None => vec![],
+        Some((t, s)) => vec![
+            (b"x-b3-traceid", t.as_bytes()),
+            (b"x-b3-spanid", s.as_bytes()),
+            (b"x-b3-sampled", b"1"),
+        ],
+    }
+}
+
 /// Every request header the filter reads as a trace context.
-pub const TRACE_HEADERS: [&[u8]; 8] = [
-    b"x-b3-traceid",
-    b"x-b3-spanid",
-    b"x-b3-parentspanid",
-    b"x-b3-sampled",
-    b"x-b3-flags",
-    b"b3",
-    b"traceparent",
-    b"tracestate",
-];
+pub use trace_inject::headers::CONTEXT_HEADERS as TRACE_HEADERS;
 
 /// One Envoy from `examples/<config>`, its listener on a free port, its upstream the test's echo
 /// server, the plugin configuration replaced by `plugin_config` (JSON).
@@ -133,20 +137,21 @@ pub fn sidecar_builder(
         (10001, port),
         9902,
         echo,
-        collector,
+        Some(collector),
         plugin_config,
     )
 }
 
-/// `examples/{example}` in front of `echo`, reporting to `collector` (Zipkin on 9411): its
-/// listener `listener.0` on port `listener.1` (0: read back from admin), its admin port `admin`
-/// on a free one, spans posted at once; `plugin_config` `None` keeps the example's own.
+/// `examples/{example}` in front of `echo`, reporting to `collector` (its cluster on 9411, where
+/// the example has one): its listener `listener.0` on port `listener.1` (0: read back from
+/// admin), its admin port `admin` on a free one, spans posted at once; `plugin_config` `None`
+/// keeps the example's own.
 pub fn example_builder(
     example: &str,
     listener: (u16, u16),
     admin: u16,
     echo: &EchoServer,
-    collector: &Collector,
+    collector: Option<&Collector>,
     plugin_config: Option<&str>,
 ) -> EnvoyBuilder {
     wasm_built();
@@ -159,11 +164,11 @@ pub fn example_builder(
         .replace(
             "port_value: 8080}",
             format!("port_value: {}}}", echo.port()),
-        )
-        .replace(
-            "port_value: 9411}",
-            format!("port_value: {}}}", collector.port()),
-        )
+        );
+    if let Some(c) = collector {
+        b = b.replace("port_value: 9411}", format!("port_value: {}}}", c.port()));
+    }
+    b = b
         .replace(
             &format!("port_value: {admin}}}"),
             "port_value: 0}".to_string(),
@@ -250,6 +255,12 @@ pub fn plain_hop(plugin_config: &str) -> Hop {
     plain_hop_with(plugin_config, |b| b)
 }
 
+/// [`builder`] for examples/envoy.yaml (no tracer) on a port the kernel picks, in front of
+/// `echo`.
+pub fn plain_builder(echo: &EchoServer, plugin_config: &str) -> EnvoyBuilder {
+    builder("envoy.yaml", 10000, 8080, 0, echo.port(), plugin_config)
+}
+
 /// `plugin_config` with `"tracer": "none"` where it names no tracer (and is a JSON object:
 /// a test of bad configurations passes its text as it is).
 pub fn says_no_tracer(plugin_config: &str) -> String {
@@ -266,8 +277,7 @@ pub fn says_no_tracer(plugin_config: &str) -> String {
 pub fn plain_hop_with(plugin_config: &str, edit: impl FnOnce(EnvoyBuilder) -> EnvoyBuilder) -> Hop {
     let echo = EchoServer::start();
     let envoy = edit(
-        builder("envoy.yaml", 10000, 8080, 0, echo.port(), plugin_config)
-            .extra_args(["--component-log-level", "wasm:debug"]),
+        plain_builder(&echo, plugin_config).extra_args(["--component-log-level", "wasm:debug"]),
     )
     .start()
     .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));

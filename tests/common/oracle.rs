@@ -132,15 +132,7 @@ fn parse_extraction(v: &Value) -> Extraction {
 }
 
 /// Headers that carry one value each: a second line of any of them is ambiguous to a reader.
-const SINGLE_VALUED: [&str; 7] = [
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "b3",
-    "traceparent",
-];
+use trace_inject::headers::SINGLE_VALUED;
 
 /// The checks of [`assert_one_context`], as an error message instead of a panic.
 pub fn check_one_context(

@@ -1,8 +1,12 @@
-//! Ids and header values shared by the unit tests, one name per format and meaning.
+//! Ids, headers and a workload shared by every test, unit and e2e (`trace_inject::fixtures`):
+//! one name per format and meaning. Not part of the filter's behaviour (the module's code is
+//! dropped from the .wasm, nothing calls it).
 #![allow(dead_code)]
 
 use crate::context::{Sampling, TraceContext};
+use crate::headers::TraceHeaders;
 use crate::ids::{IdSource, SpanId, TraceId};
+use crate::workload::Workload;
 
 /// A 128-bit trace id, as B3 and W3C write it.
 pub const T32: &str = "463ac35c9f6413ad48485a3953bb6124";
@@ -16,6 +20,29 @@ pub const P: &str = "0020000000000001";
 pub const W3C_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 pub const W3C_PARENT: &str = "00f067aa0ba902b7";
 pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// A third trace and span, for `b3` beside the two above.
+pub const B3_SINGLE_TRACE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+pub const B3_SINGLE_SPAN: &str = "e457b5a2e4d86bd1";
+/// A request id Envoy marked traced (15th character `9`: random sampling).
+pub const TRACED_REQUEST_ID: &str = "83733a38-4bd4-9cc2-8e5b-1d5f6b7a8c9d";
+
+/// The trace headers of a request with these (name, value) pairs.
+pub fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> TraceHeaders<'a> {
+    TraceHeaders::collect(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
+}
+
+/// A workload with every field known.
+pub fn workload() -> Workload {
+    Workload {
+        service: "checkout".into(),
+        namespace: "shop".into(),
+        version: "v2".into(),
+        workload: "checkout-v2".into(),
+        cluster: "Kubernetes".into(),
+        mesh: "cluster.local".into(),
+        pod: "checkout-v2-7d9f8c-abcde".into(),
+    }
+}
 
 /// A sampled context at (`trace`, `span`).
 pub fn ctx(trace: &str, span: &str) -> TraceContext {
