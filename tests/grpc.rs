@@ -44,6 +44,9 @@ fn pairs(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// gRPC metadata as (name, value) pairs, in order.
+type Metadata = Vec<(String, String)>;
+
 // --- The gRPC server -----------------------------------------------------------------------
 
 /// tests/grpc/server.py on a port of 127.0.0.1 the kernel picked; killed on drop.
@@ -51,7 +54,7 @@ struct GrpcServer {
     child: Child,
     port: u16,
     /// Each call the server received: (method path, metadata), in arrival order.
-    calls: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    calls: Arc<Mutex<Vec<(String, Metadata)>>>,
 }
 
 impl GrpcServer {
@@ -295,14 +298,17 @@ fn tracing_envoy(server: &GrpcServer, collector_port: u16) -> Envoy {
     })
 }
 
-/// The filter's raw JSON log line holding `trace` (to see the order of its fields).
-fn raw_log_line(envoy: &Envoy, trace: &str) -> String {
+/// The filter's raw JSON log line of `trace` and `path` (to see the order of its fields).
+fn raw_log_line(envoy: &Envoy, trace: &str, path: &str) -> String {
     let needle = format!("{{\"trace_id\":\"{trace}\"");
+    let path = format!("\"path\":{}", json!(path));
     envoy
         .log()
         .lines()
-        .find_map(|l| l.find(&needle).map(|i| l[i..].to_string()))
-        .unwrap_or_else(|| panic!("no log line of trace {trace}"))
+        .filter_map(|l| l.find(&needle).map(|i| &l[i..]))
+        .find(|l| l.contains(&path))
+        .unwrap_or_else(|| panic!("no log line of trace {trace} and {path}"))
+        .to_string()
 }
 
 // --- What the spans and counters must say ---------------------------------------------------
@@ -442,7 +448,11 @@ fn check_log_line(
     match grpc_status {
         Some(c) => {
             assert_eq!(line["grpc_status"], json!(c), "{what}: grpc_status: {line}");
-            let raw = raw_log_line(envoy, line["trace_id"].as_str().expect("trace_id"));
+            let raw = raw_log_line(
+                envoy,
+                line["trace_id"].as_str().expect("trace_id"),
+                line["path"].as_str().expect("path"),
+            );
             let status = http_status.map_or("null".to_string(), |s| s.to_string());
             let pair = format!("\"status\":{status},\"grpc_status\":{c}");
             assert!(
@@ -637,18 +647,37 @@ fn check(sc: Scenario) {
         traces.push(trace);
     }
     batch.assert_one_context();
-    let what = format!("{}, Zipkin span", sc.method);
-    let span = zipkin_span(&rig.zipkin, &traces[0], &what);
-    check_zipkin_span(&span, sc.method, sc.grpc_status, sc.http_status, &what);
-    let what = format!("{}, OTLP span", sc.method);
-    let span = otlp_span(&rig.otlp, &traces[1], &what);
-    check_otlp_span(&span, sc.method, sc.grpc_status, sc.http_status, &what);
     let errors = sc
         .grpc_status
         .map(|c| u64::from(SERVER_ERRORS.contains(&c)));
-    for envoy in [&rig.z, &rig.o] {
-        check_counters(envoy, 1, errors, sc.method);
-    }
+    every_check(vec![
+        ("the Zipkin span", &|| {
+            let what = format!("{}, Zipkin span", sc.method);
+            let span = zipkin_span(&rig.zipkin, &traces[0], &what);
+            check_zipkin_span(&span, sc.method, sc.grpc_status, sc.http_status, &what);
+        }),
+        ("the OTLP span", &|| {
+            let what = format!("{}, OTLP span", sc.method);
+            let span = otlp_span(&rig.otlp, &traces[1], &what);
+            check_otlp_span(&span, sc.method, sc.grpc_status, sc.http_status, &what);
+        }),
+        ("the counters", &|| {
+            for envoy in [&rig.z, &rig.o] {
+                check_counters(envoy, 1, errors, sc.method);
+            }
+        }),
+    ]);
+}
+
+/// Runs every check, then fails naming each one that failed (their messages are printed as
+/// they fail): a test shows all that differs, not only the first.
+fn every_check(checks: Vec<(&str, &dyn Fn())>) {
+    let failed: Vec<&str> = checks
+        .into_iter()
+        .filter(|(_, f)| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err())
+        .map(|(name, _)| name)
+        .collect();
+    assert!(failed.is_empty(), "failed: {}", failed.join(", "));
 }
 
 fn no_edit(_: &mut Call) {}
@@ -936,6 +965,20 @@ fn every_status_code_is_tagged_as_envoys_tracer_and_the_conventions_say() {
     };
     let envoy_span =
         |tag: &str| zipkin_span(&tracer, &trace_of(tag), &format!("Envoy's span of {tag}"));
+    // The filter's Zipkin tags that differ from Envoy's for the same call, all listed at the end.
+    let mut unlike_envoy = Vec::new();
+    let mut compare =
+        |what: &str, f: &trace_inject_devtools::Span, e: &trace_inject_devtools::Span| {
+            for tag in ["grpc.status_code", "error"] {
+                if f.tag(tag) != e.tag(tag) {
+                    unlike_envoy.push(format!(
+                        "{what}: {tag} {:?}, Envoy's tracer {:?}",
+                        f.tag(tag),
+                        e.tag(tag)
+                    ));
+                }
+            }
+        };
     for code in 0..CODE_NAMES.len() as u64 {
         let name = CODE_NAMES[code as usize];
         for hop in ["z", "o", "t"] {
@@ -957,19 +1000,13 @@ fn every_status_code_is_tagged_as_envoys_tracer_and_the_conventions_say() {
             "Envoy's error tag for {name}: {:?}",
             e.tags
         );
-        // The filter, Zipkin: the same two tags as Envoy's.
+        // The filter, Zipkin: the same two tags as Envoy's, and the HTTP tags.
         let what = format!("z, {name}");
         let trace = trace_of(&format!("z-{code}"));
         check_log_line(&z, &log_line_of(&z, &trace), Some(200), Some(code), &what);
         let f = zipkin_span(&zipkin, &trace, &what);
-        for tag in ["grpc.status_code", "error"] {
-            assert_eq!(
-                f.tag(tag),
-                e.tag(tag),
-                "{what}: {tag} as Envoy's tracer writes it"
-            );
-        }
-        check_zipkin_span(&f, "Fail", Some(code), Some(200), &what);
+        compare(&what, &f, &e);
+        assert_eq!(f.tag("http.status_code"), Some("200"), "{what}");
         // The filter, OTLP.
         let what = format!("o, {name}");
         let trace = trace_of(&format!("o-{code}"));
@@ -1010,17 +1047,16 @@ fn every_status_code_is_tagged_as_envoys_tracer_and_the_conventions_say() {
     for (deadline, e) in [("envoy", &e), ("client", &e_alone)] {
         let what = format!("z, {deadline} deadline");
         let f = zipkin_span(&zipkin, &trace_of(&format!("z-{deadline}-deadline")), &what);
-        for tag in ["grpc.status_code", "error"] {
-            assert_eq!(
-                f.tag(tag),
-                e.tag(tag),
-                "{what}: {tag} as Envoy's tracer writes it: {:?}",
-                f.tags
-            );
-        }
+        compare(&what, &f, e);
     }
     // 17 statuses (+ 2 deadlines on z); server errors: 6 of the 17 (+ Envoy's DEADLINE_EXCEEDED
     // on z; the client's own deadline gave Envoy no status).
     check_counters(&z, 19, Some(7), "hop z");
     check_counters(&o, 17, Some(6), "hop o");
+    assert!(
+        unlike_envoy.is_empty(),
+        "the filter's Zipkin tags differ from Envoy's tracer's for {} calls:\n{}",
+        unlike_envoy.len(),
+        unlike_envoy.join("\n")
+    );
 }
