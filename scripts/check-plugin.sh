@@ -34,7 +34,10 @@ while IFS=$'\t' read -r n name json; do
   if out="$(printf '%s' "$json" | "$CHECK_CONFIG" 2>&1)"; then
     echo "$FILE [$n] WasmPlugin $name: pluginConfig: $out"
   else
-    echo "$FILE [$n] WasmPlugin $name: spec.pluginConfig: $out"
+    # One line per problem, each naming the plugin.
+    while IFS= read -r line; do
+      echo "$FILE [$n] WasmPlugin $name: spec.pluginConfig: $line"
+    done <<<"$out"
     failed=1
   fi
 done <<<"$configs"

@@ -126,32 +126,35 @@ impl ExportConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.cluster.trim().is_empty() {
-            return Err(err(
+        let cluster = if self.cluster.trim().is_empty() {
+            Err(err(
                 "export.cluster",
                 "is required: the Envoy cluster of the collector",
-            ));
-        }
-        if let Some(p) = &self.path {
-            if !p.starts_with('/') || p.len() > 1024 || !p.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(err(
+            ))
+        } else {
+            self.validate_authority()
+        };
+        let path = match &self.path {
+            Some(p)
+                if !p.starts_with('/')
+                    || p.len() > 1024
+                    || !p.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Err(err(
                     "export.path",
                     format!("{p:?} must start with '/' and hold only visible ASCII (at most 1024 bytes)"),
-                ));
+                ))
             }
-        }
-        self.validate_authority()?;
-        if self
-            .service_name
-            .as_deref()
-            .is_some_and(|a| a.trim().is_empty())
-        {
-            return Err(err(
+            _ => Ok(()),
+        };
+        let service_name = match self.service_name.as_deref() {
+            Some(a) if a.trim().is_empty() => Err(err(
                 "export.service_name",
                 "must not be empty (leave it out for the workload's service)",
-            ));
-        }
-        self.validate_ranges()
+            )),
+            _ => Ok(()),
+        };
+        ConfigError::all([cluster, path, service_name, self.validate_ranges()])
     }
 
     /// A Host header a real server accepts: given, or derived from an Istio cluster name.
@@ -182,7 +185,7 @@ impl ExportConfig {
     }
 
     fn validate_ranges(&self) -> Result<(), ConfigError> {
-        for (field, v, lo, hi) in [
+        let ranges = [
             ("export.batch_size", self.batch_size as u64, 1, 10_000),
             (
                 "export.flush_interval_ms",
@@ -203,12 +206,15 @@ impl ExportConfig {
                 BUFFER_BYTES_RANGE.1,
             ),
             ("export.timeout_ms", self.timeout_ms, 10, 600_000),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                return Err(err(field, format!("must be between {lo} and {hi}")));
+        ]
+        .map(|(field, v, lo, hi)| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(err(field, format!("must be between {lo} and {hi}")))
             }
-        }
-        Ok(())
+        });
+        ConfigError::all(ranges)
     }
 }
 
@@ -313,24 +319,51 @@ impl Default for LogConfig {
     }
 }
 
-/// Why a configuration was refused: the field (dotted path) and the reason.
+/// Why a configuration was refused: the field (dotted path) and the reason; every further
+/// problem found in the same configuration in `more`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub field: String,
     pub reason: String,
+    pub more: Vec<ConfigError>,
 }
 
+impl ConfigError {
+    /// Each problem on its own: `field `x`: reason`.
+    pub fn problems(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self).chain(&self.more).map(|e| {
+            if e.field.is_empty() {
+                e.reason.clone()
+            } else {
+                format!("field `{}`: {}", e.field, e.reason)
+            }
+        })
+    }
+
+    /// All of `errors` as one, or `Ok` where there are none.
+    fn all(errors: impl IntoIterator<Item = Result<(), ConfigError>>) -> Result<(), ConfigError> {
+        let mut found = errors.into_iter().filter_map(Result::err);
+        let Some(mut first) = found.next() else {
+            return Ok(());
+        };
+        for e in found {
+            let ConfigError {
+                field,
+                reason,
+                more,
+            } = e;
+            first.more.push(err(&field, reason));
+            first.more.extend(more);
+        }
+        Err(first)
+    }
+}
+
+/// One line, for Envoy's log: every problem, separated by `; `.
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "invalid plugin configuration: {}", self.reason)
-        } else {
-            write!(
-                f,
-                "invalid plugin configuration: field `{}`: {}",
-                self.field, self.reason
-            )
-        }
+        let problems: Vec<String> = self.problems().collect();
+        write!(f, "invalid plugin configuration: {}", problems.join("; "))
     }
 }
 
@@ -340,6 +373,7 @@ fn err(field: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.to_string(),
         reason: reason.into(),
+        more: Vec::new(),
     }
 }
 
@@ -356,18 +390,21 @@ impl Config {
         Ok(config)
     }
 
+    /// Every check, every problem reported.
     fn validate(&self) -> Result<(), ConfigError> {
-        distinct(&self.precedence, "precedence", false)?;
-        distinct(&self.outputs, "outputs", true)?;
-        self.validate_sampling()?;
-        if let Some(name) = &self.response_header {
-            validate_response_header(name)?;
-        }
-        if let Some(e) = &self.export {
-            e.validate()?;
-            self.validate_beside_export()?;
-        }
-        self.workload.validate()
+        ConfigError::all([
+            distinct(&self.precedence, "precedence", false),
+            distinct(&self.outputs, "outputs", true),
+            self.validate_sampling(),
+            self.response_header
+                .as_deref()
+                .map_or(Ok(()), validate_response_header),
+            self.export.as_ref().map_or(Ok(()), ExportConfig::validate),
+            self.export
+                .as_ref()
+                .map_or(Ok(()), |_| self.validate_beside_export()),
+            self.workload.validate(),
+        ])
     }
 
     fn validate_sampling(&self) -> Result<(), ConfigError> {
@@ -429,7 +466,7 @@ fn validate_response_header(name: &str) -> Result<(), ConfigError> {
 
 impl WorkloadOverrides {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (field, v) in [
+        let checks = [
             ("workload.service", &self.service),
             ("workload.namespace", &self.namespace),
             ("workload.version", &self.version),
@@ -437,15 +474,18 @@ impl WorkloadOverrides {
             ("workload.cluster", &self.cluster),
             ("workload.mesh", &self.mesh),
             ("workload.pod", &self.pod),
-        ] {
+        ]
+        .map(|(field, v)| {
             if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
-                return Err(err(
+                Err(err(
                     field,
                     "must not be empty (leave it out to use node metadata)",
-                ));
+                ))
+            } else {
+                Ok(())
             }
-        }
-        Ok(())
+        });
+        ConfigError::all(checks)
     }
 }
 
@@ -533,24 +573,28 @@ fn deserialize_section<T: Section>(value: &Value, prefix: &str) -> Result<T, Con
             format!("must be a JSON object, not {}", kind(value)),
         ));
     };
-    for (key, v) in obj {
-        if let Some(inner) = T::nested(key, v, &format!("{prefix}{key}.")) {
-            return Err(inner);
-        }
-    }
+    // Every field to blame: a nested section's own fields by their full path (checked on its
+    // own: serde would take a struct from an array), every other field tried alone.
+    let each: Vec<Result<(), ConfigError>> = obj
+        .iter()
+        .map(|(key, v)| {
+            if let Some(inner) = T::nested(key, v, &format!("{prefix}{key}.")) {
+                return Err(inner);
+            }
+            let mut single = Map::new();
+            single.insert(key.clone(), v.clone());
+            match T::deserialize(Value::Object(single)) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(err(&format!("{prefix}{key}"), in_words(&e.to_string()))),
+            }
+        })
+        .collect();
+    ConfigError::all(each)?;
     let e = match T::deserialize(value) {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
-    for (key, v) in obj {
-        let path = format!("{prefix}{key}");
-        let mut single = Map::new();
-        single.insert(key.clone(), v.clone());
-        if let Err(e) = T::deserialize(Value::Object(single)) {
-            return Err(err(&path, strip_position(&e.to_string())));
-        }
-    }
-    Err(err(section, strip_position(&e.to_string())))
+    Err(err(section, in_words(&e.to_string())))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -564,12 +608,25 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// serde_json appends "at line 1 column 0" to errors from a `Value`, which means nothing here.
-fn strip_position(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
-        None => msg.to_string(),
+/// serde's message in a user's words: Rust's type names as what JSON calls them, and without the
+/// "at line 1 column 0" serde_json appends to errors from a `Value` (it means nothing here).
+fn in_words(msg: &str) -> String {
+    let msg = match msg.find(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg),
+        None => msg,
+    };
+    let mut words = msg.to_string();
+    for (rust, json) in [
+        ("expected f64", "expected a number"),
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected a sequence", "expected a list"),
+        ("floating point", "number"),
+    ] {
+        words = words.replace(rust, json);
     }
+    words
 }
 
 #[cfg(test)]
@@ -678,6 +735,35 @@ mod tests {
             e.to_string(),
             format!("invalid plugin configuration: field `tracer`: {}", e.reason)
         );
+    }
+
+    /// Every problem of a configuration is reported, in words a user knows ("a number").
+    #[test]
+    fn every_problem_is_reported_in_a_users_words() {
+        let e = refused(
+            r#"{"sampling":1, "sampling_percent":"all", "log":{"level":"loud","colour":1}}"#,
+        );
+        let problems: Vec<String> = e.problems().collect();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for field in ["sampling", "sampling_percent", "log.level", "log.colour"] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("field `{field}`:"))),
+                "{field}: {problems:?}"
+            );
+        }
+        assert!(e.to_string().contains("expected a number"), "{e}");
+        assert!(!e.to_string().contains("f64"), "{e}");
+        let e = refused(r#"{"outputs":["b3","b3"],"sampling_percent":101,"response_header":"te"}"#);
+        assert_eq!(e.problems().count(), 3, "{e}");
+        let e = refused(r#"{"export":{"cluster":"","batch_size":0,"timeout_ms":5}}"#);
+        assert_eq!(e.problems().count(), 3, "{e}");
+        assert!(e
+            .to_string()
+            .starts_with("invalid plugin configuration: field `export.cluster`"));
+        let e = refused(r#"{"export":{"cluster":"z","batch_size":1.5}}"#);
+        assert!(e.to_string().contains("expected a whole number"), "{e}");
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct Decision {
     pub told_trace_id: Option<TraceId>,
     /// The filter reports a span of its own for this request (`context`'s span id).
     pub own_span: bool,
+    /// Some incoming trace header, trusted or not, says sampled or debug (a tracer on this hop
+    /// honours it).
+    pub sampled_by_caller: bool,
 }
 
 /// Step 1: every format's view of the request; the formats in `precedence` are the input.
@@ -116,6 +119,7 @@ struct Incoming {
     trusted: bool,
     malformed: Vec<(&'static str, &'static str)>,
     conflict: bool,
+    sampled_by_caller: bool,
 }
 
 impl Incoming {
@@ -141,7 +145,13 @@ impl Incoming {
                 Some(Parsed::SamplingOnly(_) | Parsed::Context(_))
             )
         });
+        let sampled_by_caller = states.iter().any(|e| match e.parsed {
+            Parsed::Context(c) => c.sampling.sampled(),
+            Parsed::SamplingOnly(s) => s.sampled(),
+            _ => false,
+        });
         Incoming {
+            sampled_by_caller,
             states,
             winner,
             arrived: found.map(|(f, _)| f),
@@ -183,6 +193,7 @@ impl Incoming {
             caller_trace_id: self.caller_trace_id,
             told_trace_id: None,
             own_span: false,
+            sampled_by_caller: self.sampled_by_caller,
         }
     }
 

@@ -115,6 +115,55 @@ fn istio_sidecar_log_lines_span_tags_and_counters() {
     }
 }
 
+/// At Istio's 1 % the filter writes the span tags only where the tracer's span is sampled: every
+/// span the collector gets still carries them (callers that ask for sampling, and what Envoy
+/// sampled itself), among requests that mostly write none.
+#[test]
+fn at_one_percent_every_reported_span_carries_the_workload() {
+    if !envoy_has_value_tags() {
+        return; // Envoy 1.36 cannot read filter state into span tags (no `value:` custom tags).
+    }
+    let hop = sidecar_hop(Some("{}"), |b| {
+        b.replace(
+            "random_sampling: {value: 100}",
+            "random_sampling: {value: 1}".to_string(),
+        )
+    });
+    hop.learn("zipkin (USE_B3_WITH_W3C_PROPAGATION)");
+    let sampled: Vec<String> = (0..20)
+        .map(|i| {
+            let trace = format!("{:016x}{:016x}", 0xa11u64, i + 1);
+            let r = hop.get(
+                "/sampled",
+                &[
+                    ("x-b3-traceid", &trace),
+                    ("x-b3-spanid", S),
+                    ("x-b3-sampled", "1"),
+                ],
+            );
+            assert_eq!(r.header("x-trace-id").as_deref(), Some(trace.as_str()));
+            trace
+        })
+        .collect();
+    for _ in 0..200 {
+        hop.get("/plain", &[]);
+    }
+    for trace in &sampled {
+        let spans = hop
+            .collector
+            .wait_for_trace(trace, 1, Duration::from_secs(15));
+        let span = spans
+            .first()
+            .unwrap_or_else(|| panic!("no span for {trace}"));
+        assert_eq!(span.tag("service"), Some("backend"), "{trace}");
+        assert_eq!(span.tag("workload"), Some("backend-v1"), "{trace}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for span in hop.collector.spans() {
+        assert_eq!(span.tag("service"), Some("backend"), "{span:?}");
+    }
+}
+
 #[test]
 fn without_node_metadata_the_fallbacks_apply() {
     // Plain Envoy: no metadata; --service-cluster / --service-node are what there is.

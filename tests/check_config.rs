@@ -42,6 +42,26 @@ fn valid_refused_and_unreadable() {
 }
 
 /// Runs check-config with ARGS and no stdin: (exit code, stdout, stderr).
+/// Every problem of a configuration on its own line, each naming its field.
+#[test]
+fn every_problem_on_its_own_line() {
+    let (code, _, err) =
+        check(r#"{"sampling": 1, "sampling_percent": "all", "outputs": ["b3", "b3"]}"#);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("invalid plugin configuration: field `")),
+        "{err}"
+    );
+    assert!(
+        err.contains("field `sampling_percent`: invalid type: string \"all\", expected a number"),
+        "{err}"
+    );
+}
+
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_check-config"))
         .args(args)

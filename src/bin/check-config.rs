@@ -74,7 +74,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            // One line per problem (Envoy's log gets them all on one).
+            for problem in e.problems() {
+                eprintln!("invalid plugin configuration: {problem}");
+            }
             ExitCode::from(1)
         }
     }
