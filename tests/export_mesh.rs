@@ -6,12 +6,12 @@
 //! Needs `make build`, `make envoy` and `scripts/build-gohost.sh` (.tools/bin/gohost).
 
 mod common;
-use common::otlp::{attr, int, string};
+use common::otlp::{attr, hex, int, string};
+use common::otlp_sink::OtlpSink;
 use common::*;
 use trace_inject::fixtures::{S, T32};
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,101 +88,6 @@ impl Drop for GoHost {
     }
 }
 
-/// An OTLP/HTTP receiver that keeps every request (Host, content type, path, body) and answers
-/// 200 `{}` (an empty `ExportTraceServiceResponse`).
-struct OtlpSink {
-    port: u16,
-    requests: Arc<Mutex<Vec<SinkRequest>>>,
-}
-
-#[derive(Clone, Debug)]
-struct SinkRequest {
-    path: String,
-    host: String,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl OtlpSink {
-    fn start() -> OtlpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let store = requests.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().map_while(Result::ok) {
-                let store = store.clone();
-                std::thread::spawn(move || serve(conn, &store));
-            }
-        });
-        OtlpSink { port, requests }
-    }
-
-    fn requests(&self) -> Vec<SinkRequest> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// HTTP/1.1 keep-alive, bodies by Content-Length or chunked (Go's proxy may use either).
-fn serve(conn: TcpStream, store: &Mutex<Vec<SinkRequest>>) {
-    let mut w = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    loop {
-        let mut start = String::new();
-        if r.read_line(&mut start).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = start.split(' ').nth(1).unwrap_or("").to_string();
-        let (mut host, mut content_type, mut length, mut chunked) =
-            (String::new(), String::new(), 0usize, false);
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (name, value) = h.split_once(':').unwrap_or((h, ""));
-            let value = value.trim().to_string();
-            match name.to_ascii_lowercase().as_str() {
-                "host" => host = value,
-                "content-type" => content_type = value,
-                "content-length" => length = value.parse().unwrap_or(0),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                _ => {}
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let mut size = String::new();
-                r.read_line(&mut size).unwrap();
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                let mut chunk = vec![0; n + 2];
-                r.read_exact(&mut chunk).unwrap();
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            body.resize(length, 0);
-            r.read_exact(&mut body).unwrap();
-        }
-        store.lock().unwrap().push(SinkRequest {
-            path,
-            host,
-            content_type,
-            body,
-        });
-        let _ = w.write_all(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
-        );
-    }
-}
-
 /// Envoy A (examples/envoy.yaml, no tracer) whose collector cluster is named as Istio names it,
 /// pointing at `collector_port`.
 fn edge(echo_port: u16, collector_port: u16, export: &str) -> (Envoy, u16) {
@@ -244,10 +149,6 @@ fn zipkin_export_through_an_istio_cluster_name_reaches_a_go_server() {
         a.stat("wasmcustom.trace_inject.export.spans_failed"),
         Some(0)
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

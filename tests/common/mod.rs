@@ -11,6 +11,7 @@ pub use trace_inject_devtools::http::{self, Response};
 
 pub mod oracle;
 pub mod otlp;
+pub mod otlp_sink;
 
 pub const WASM: &str = "dist/trace_inject.wasm";
 

@@ -24,3 +24,7 @@ pub fn int(v: Option<&Value>) -> Option<i64> {
         _ => None,
     }
 }
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
