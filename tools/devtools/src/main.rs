@@ -216,14 +216,15 @@ fn traces(args: &[String]) -> Result<(), String> {
 fn no_traces_hint(base: &str) -> String {
     format!(
         "no traces at {base} yet. Envoy's tracers post spans about every 5 s, the filter's own \
-         (\"export\") every second.\n\
+         (\"export\") every second, and only once a request has shown that no tracer runs on \
+         its hop (from the first request with \"tracer\": \"none\").\n\
          If none arrive, ask the Envoy that should send them (make run: admin :9901 edge, :9902 and \
          :9903 sidecars):\n  \
          curl -s localhost:9901/stats | grep -E 'spans_failed|reports_failed'\n\
          (the filter counts its failed posts in wasmcustom.trace_inject.export.spans_failed, \
          Envoy's Zipkin tracer in tracing.zipkin.reports_failed),\n\
-         and look for the filter's `span export` warning in that Envoy's log (envoy*.log in the \
-         folder make run printed).\n"
+         and look for the filter's `span export` warning, which names the cluster and the reason, \
+         in that Envoy's log (envoy*.log in the folder make run printed).\n"
     )
 }
 
