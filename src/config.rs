@@ -28,7 +28,8 @@ pub struct Config {
     pub new_trace_sampling: Option<NewTraceSampling>,
     /// Response header carrying the trace id back to the caller; `null` turns it off.
     pub response_header: Option<String>,
-    /// Whether Envoy's own tracer runs on this hop (see README "How it works with Envoy's tracer").
+    /// Which Envoy tracer the operator expects on this hop (docs/tracers.md): checked against what
+    /// requests show; only `none` is acted on before a request has shown the hop.
     pub tracer: TracerMode,
     /// The `trace_context_option` of Envoy's Zipkin tracer on this hop (`USE_B3`, Envoy's and
     /// Istio's default, or `USE_B3_WITH_W3C_PROPAGATION`): whether it joins a `traceparent`.
@@ -237,17 +238,17 @@ pub enum NewTraceSampling {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TracerMode {
-    /// Detect it from the first requests each worker sees (warns once with the setting to use).
+    /// No expectation: the filter learns the hop from the first completed request.
     Auto,
-    /// Envoy's Zipkin tracer runs on this hop (Istio's `zipkin` provider): it owns the ids; the
-    /// filter writes none and removes what would contradict them. `envoy_trace_context_option`
-    /// says whether it reads W3C.
+    /// Envoy's Zipkin tracer is expected (Istio's `zipkin` provider); `envoy_trace_context_option`
+    /// says whether it reads W3C. Reported once if a request shows otherwise.
     Zipkin,
     /// The same as `zipkin` (the name before the OpenTelemetry tracer was modelled).
     Envoy,
-    /// Envoy's OpenTelemetry tracer runs on this hop (Istio's `opentelemetry` provider): W3C only.
+    /// Envoy's OpenTelemetry tracer is expected (Istio's `opentelemetry` provider).
     OpenTelemetry,
-    /// No tracer on this hop: the filter's context is the one that flows.
+    /// No tracer on this hop: the filter writes its context from the first request (and still
+    /// checks, and follows, what requests show).
     None,
 }
 

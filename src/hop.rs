@@ -1,7 +1,7 @@
 //! What runs on this hop besides the filter — Envoy's tracer, and which one, or none — as far as
 //! the proxy knows it.
 //!
-//! Nothing a filter can read in the request phase says it (measured: README "How it works with
+//! Nothing a filter can read in the request phase says it (measured: docs/tracers.md, "How it works with
 //! Envoy's tracer"), so it is learnt from requests as they complete, and until then the filter
 //! writes nothing that a tracer could contradict (`decision`, learning plan). What one worker
 //! learns goes into proxy-wasm shared data, so one completed request teaches every worker of the

@@ -124,7 +124,7 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The resolution order documented in the README, field by field.
+    /// The resolution order documented in docs/attribution.md, field by field.
     pub fn resolve(node: &NodeInfo, overrides: &WorkloadOverrides) -> Workload {
         fn first(candidates: &[&Option<String>]) -> String {
             candidates

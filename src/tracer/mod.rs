@@ -2,7 +2,7 @@
 //! filter knows, before the response is sent, which trace the request ends up in on a hop where
 //! that tracer runs, and which headers the tracer writes upstream. Each tracer extracts before
 //! any HTTP filter runs, so only the headers as they arrived matter. One model per tracer, each
-//! measured (README "How it works with Envoy's tracer").
+//! measured (docs/tracers.md).
 
 pub mod datadog;
 pub mod opentelemetry;

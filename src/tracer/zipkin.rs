@@ -1,4 +1,4 @@
-//! Envoy's Zipkin tracer (`envoy.tracers.zipkin`), as measured on Envoy 1.40 (README "How it
+//! Envoy's Zipkin tracer (`envoy.tracers.zipkin`), as measured on Envoy 1.40 (docs/tracers.md, "How it
 //! works with Envoy's tracer"):
 //!
 //! - `b3` present: it alone is read (`x-b3-*` ignored); one character is a sampling decision (a
@@ -129,7 +129,7 @@ mod tests {
 
     use crate::fixtures::{headers as h, S, T32 as T};
 
-    // Each row is a measurement on Envoy 1.40 (the report behind the README section).
+    // Each row is a measurement on Envoy 1.40 (docs/tracers.md, docs/b3-leniency.md).
     #[test]
     fn matches_what_envoy_was_measured_to_do() {
         let t = join(0x463ac35c9f6413ad, 0x48485a3953bb6124);
