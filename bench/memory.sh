@@ -154,6 +154,8 @@ envoy_config() { # MODULE CONFIG ROOT -> config path
   local out="$WORK/envoy.yaml"
   {
     cat <<EOF
+# ECDS (UPDATES) needs a node id and cluster.
+node: {id: memory-bench, cluster: memory-bench}
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: $ADMIN_PORT}}
 static_resources:
@@ -290,7 +292,8 @@ measure() { # ROW_INDEX WORKERS RUN
   check "$i"
   M_UPD1=""
   if [ "$UPDATES" -gt 0 ] && [ -n "${MODULES[$i]}" ]; then
-    local per=$((REQUESTS / UPDATES)) u reload0 cfg_u base_cfg="${CONFIGS[$i]:-\{\}}"
+    local per=$((REQUESTS / UPDATES)) u reload0 cfg_u base_cfg="${CONFIGS[$i]}"
+    [ -n "$base_cfg" ] || base_cfg="{}"
     for ((u = 1; u <= UPDATES; u++)); do
       reload0="$(stat_value "extension_config_discovery.http_filter.${ROOTS[$i]}.config_reload")"
       # The same settings with another sampling_percent: a real reconfiguration each time.
