@@ -270,6 +270,9 @@ stop_envoy() {
 # spans at the collector (export).
 check() { # ROW_INDEX
   local i="$1" resp
+  # trace-inject tells nothing on the first request that goes upstream (it learns the hop from
+  # it): the second one is told.
+  curl -s -o /dev/null "http://127.0.0.1:$PORT/upstream/learn"
   resp="$(curl -s -D - -o /dev/null "http://127.0.0.1:$PORT/upstream/check" | tr -d '\r')"
   local xt; xt="$(awk 'tolower($1)=="x-trace-id:" {print $2}' <<<"$resp")"
   case "${ROOTS[$i]}" in

@@ -1,14 +1,13 @@
 //! The plugin configuration (Envoy `configuration`, Istio `pluginConfig`): JSON, every field
 //! optional, unknown fields refused, values validated after parsing. Errors name the field.
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::context::Format;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields, default))]
 pub struct Config {
     /// Which incoming format wins when several valid ones disagree; formats not listed are not
     /// read. Default: `b3` single before multi (the B3 spec's rule, and Envoy's), then `w3c`.
@@ -41,8 +40,9 @@ pub struct Config {
     pub export: Option<ExportConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields, default))]
 pub struct ExportConfig {
     /// What the spans are posted as: Zipkin v2 JSON (the default) or OTLP/HTTP JSON.
     pub protocol: ExportProtocol,
@@ -83,8 +83,9 @@ impl Default for ExportConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(rename_all = "lowercase"))]
 pub enum ExportProtocol {
     /// Zipkin v2 JSON, `POST /api/v2/spans` (Jaeger, Zipkin, the OTel Collector's zipkin receiver).
     Zipkin,
@@ -219,24 +220,27 @@ impl ExportConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(rename_all = "lowercase"))]
 pub enum TrustIncoming {
     All,
     Internal,
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(rename_all = "lowercase"))]
 pub enum NewTraceSampling {
     Decide,
     Defer,
     Envoy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(rename_all = "lowercase"))]
 pub enum TracerMode {
     /// No expectation: the filter learns the hop from the first completed request.
     Auto,
@@ -252,15 +256,17 @@ pub enum TracerMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[allow(clippy::upper_case_acronyms, non_camel_case_types)]
 pub enum TraceContextOption {
     USE_B3,
     USE_B3_WITH_W3C_PROPAGATION,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields, default))]
 pub struct LogConfig {
     /// One JSON line per request, written when the request completes.
     pub enabled: bool,
@@ -269,8 +275,9 @@ pub struct LogConfig {
     pub include_query: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(rename_all = "lowercase"))]
 pub enum LogLevel {
     Trace,
     Debug,
@@ -280,8 +287,9 @@ pub enum LogLevel {
 }
 
 /// Values that take precedence over what Envoy's node metadata says.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields, default))]
 pub struct WorkloadOverrides {
     pub service: Option<String>,
     pub namespace: Option<String>,
@@ -386,7 +394,7 @@ impl Config {
         }
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| err("", format!("not JSON: {e}")))?;
-        let config = deserialize_section::<Config>(&value, "")?;
+        let config = config_section(&value)?;
         config.validate()?;
         Ok(config)
     }
@@ -538,67 +546,338 @@ fn is_header_name(s: &str) -> bool {
         })
 }
 
-/// Sections whose fields are themselves objects, so an error inside is reported by full path.
-trait Section: DeserializeOwned {
-    fn nested(_key: &str, _value: &Value, _path: &str) -> Option<ConfigError> {
-        None
-    }
-}
+// The configuration is read from serde_json's `Value` by hand, not by serde's derived
+// `Deserialize`: the derived code (one monomorphisation per struct, enum and deserializer, and
+// core's float formatting behind serde's messages) made the .wasm some 55 KB larger, and Envoy's
+// V8 compiles every function of a module when it loads it, which costs resident memory in every
+// Envoy (docs/memory.md). The structs above keep their serde attributes (deny_unknown_fields) as
+// the specification: the unit tests check this reader against the derived implementation
+// (`mod oracle`) on generated configurations, message for message. The sections are
+// #[inline(never)]: cold code, kept in functions of a few KB each.
 
-impl Section for Config {
-    fn nested(key: &str, value: &Value, path: &str) -> Option<ConfigError> {
-        match key {
-            "log" => deserialize_section::<LogConfig>(value, path).err(),
-            "workload" => deserialize_section::<WorkloadOverrides>(value, path).err(),
-            "export" if !value.is_null() => deserialize_section::<ExportConfig>(value, path).err(),
-            _ => None,
-        }
-    }
-}
-impl Section for LogConfig {}
-impl Section for ExportConfig {}
-impl Section for WorkloadOverrides {}
-
-/// Deserializes a section; on failure, finds the field to blame by trying each one alone
-/// (serde_json's own messages say what is wrong but not, for a wrong type, where).
-fn deserialize_section<T: Section>(value: &Value, prefix: &str) -> Result<T, ConfigError> {
-    let section = if prefix.is_empty() {
-        ""
-    } else {
-        prefix.trim_end_matches('.')
-    };
-    // serde would also take a struct from an array; a configuration section is an object.
-    let Some(obj) = value.as_object() else {
-        return Err(err(
-            section,
-            format!("must be a JSON object, not {}", kind(value)),
-        ));
-    };
-    // Every field to blame: a nested section's own fields by their full path (checked on its
-    // own: serde would take a struct from an array), every other field tried alone.
+/// The top-level section: every field's problem reported (a nested section's by its full path).
+#[inline(never)]
+fn config_section(value: &Value) -> Result<Config, ConfigError> {
+    let obj = object(value, "")?;
+    let mut c = Config::default();
     let each: Vec<Result<(), ConfigError>> = obj
         .iter()
         .map(|(key, v)| {
-            if let Some(inner) = T::nested(key, v, &format!("{prefix}{key}.")) {
-                return Err(inner);
-            }
-            let mut single = Map::new();
-            single.insert(key.clone(), v.clone());
-            match T::deserialize(Value::Object(single)) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(err(&format!("{prefix}{key}"), in_words(&e.to_string()))),
-            }
+            let r = match key.as_str() {
+                "log" => return log_section(v).map(|x| c.log = x),
+                "workload" => return workload_section(v).map(|x| c.workload = x),
+                "export" if v.is_null() => Ok(()), // the default: off
+                "export" => return export_section(v).map(|x| c.export = Some(x)),
+                "precedence" => formats(v).map(|x| c.precedence = x),
+                "outputs" => formats(v).map(|x| c.outputs = x),
+                "sampling_percent" => optional(v, f64_value).map(|x| c.sampling_percent = x),
+                "trust_incoming" => variant(v, TRUST_INCOMING).map(|x| c.trust_incoming = x),
+                "new_trace_sampling" => optional(v, |v| variant(v, NEW_TRACE_SAMPLING))
+                    .map(|x| c.new_trace_sampling = x),
+                "response_header" => optional(v, string).map(|x| c.response_header = x),
+                "tracer" => variant(v, TRACER_MODE).map(|x| c.tracer = x),
+                "envoy_trace_context_option" => {
+                    variant(v, TRACE_CONTEXT_OPTION).map(|x| c.envoy_trace_context_option = x)
+                }
+                _ => Err(unknown_field(key, CONFIG_FIELDS)),
+            };
+            r.map_err(|reason| err(key, in_words(&reason)))
         })
         .collect();
     ConfigError::all(each)?;
-    // An owned `Value`, as in the per-field tries above: one deserializer type instead of two
-    // (`Value` and `&Value`), some 22 KB less generated code. Cold code, but Envoy's V8 compiles
-    // every function when it loads the module, and that costs memory (docs/memory.md).
-    let e = match T::deserialize(value.clone()) {
-        Ok(v) => return Ok(v),
-        Err(e) => e,
+    Ok(c)
+}
+
+const CONFIG_FIELDS: &[&str] = &[
+    "precedence",
+    "outputs",
+    "sampling_percent",
+    "trust_incoming",
+    "new_trace_sampling",
+    "response_header",
+    "tracer",
+    "envoy_trace_context_option",
+    "log",
+    "workload",
+    "export",
+];
+
+#[inline(never)]
+fn log_section(value: &Value) -> Result<LogConfig, ConfigError> {
+    let obj = object(value, "log")?;
+    let mut c = LogConfig::default();
+    let each: Vec<Result<(), ConfigError>> = obj
+        .iter()
+        .map(|(key, v)| {
+            let r = match key.as_str() {
+                "enabled" => bool_value(v).map(|x| c.enabled = x),
+                "level" => variant(v, LOG_LEVEL).map(|x| c.level = x),
+                "include_query" => bool_value(v).map(|x| c.include_query = x),
+                _ => Err(unknown_field(key, &["enabled", "level", "include_query"])),
+            };
+            r.map_err(|reason| err(&format!("log.{key}"), in_words(&reason)))
+        })
+        .collect();
+    ConfigError::all(each)?;
+    Ok(c)
+}
+
+const WORKLOAD_FIELDS: &[&str] = &[
+    "service",
+    "namespace",
+    "version",
+    "workload",
+    "cluster",
+    "mesh",
+    "pod",
+];
+
+#[inline(never)]
+fn workload_section(value: &Value) -> Result<WorkloadOverrides, ConfigError> {
+    let obj = object(value, "workload")?;
+    let mut w = WorkloadOverrides::default();
+    let each: Vec<Result<(), ConfigError>> = obj
+        .iter()
+        .map(|(key, v)| {
+            let slot = match key.as_str() {
+                "service" => &mut w.service,
+                "namespace" => &mut w.namespace,
+                "version" => &mut w.version,
+                "workload" => &mut w.workload,
+                "cluster" => &mut w.cluster,
+                "mesh" => &mut w.mesh,
+                "pod" => &mut w.pod,
+                _ => {
+                    let reason = unknown_field(key, WORKLOAD_FIELDS);
+                    return Err(err(&format!("workload.{key}"), reason));
+                }
+            };
+            optional(v, string)
+                .map(|x| *slot = x)
+                .map_err(|reason| err(&format!("workload.{key}"), in_words(&reason)))
+        })
+        .collect();
+    ConfigError::all(each)?;
+    Ok(w)
+}
+
+const EXPORT_FIELDS: &[&str] = &[
+    "protocol",
+    "cluster",
+    "path",
+    "authority",
+    "service_name",
+    "batch_size",
+    "flush_interval_ms",
+    "buffer_limit",
+    "buffer_bytes",
+    "timeout_ms",
+];
+
+#[inline(never)]
+fn export_section(value: &Value) -> Result<ExportConfig, ConfigError> {
+    let obj = object(value, "export")?;
+    let mut e = ExportConfig::default();
+    let each: Vec<Result<(), ConfigError>> = obj
+        .iter()
+        .map(|(key, v)| {
+            let r = match key.as_str() {
+                "protocol" => variant(v, EXPORT_PROTOCOL).map(|x| e.protocol = x),
+                "cluster" => string(v).map(|x| e.cluster = x),
+                "path" => optional(v, string).map(|x| e.path = x),
+                "authority" => optional(v, string).map(|x| e.authority = x),
+                "service_name" => optional(v, string).map(|x| e.service_name = x),
+                "batch_size" => usize_value(v).map(|x| e.batch_size = x),
+                "flush_interval_ms" => u64_value(v).map(|x| e.flush_interval_ms = x),
+                "buffer_limit" => usize_value(v).map(|x| e.buffer_limit = x),
+                "buffer_bytes" => usize_value(v).map(|x| e.buffer_bytes = x),
+                "timeout_ms" => u64_value(v).map(|x| e.timeout_ms = x),
+                _ => Err(unknown_field(key, EXPORT_FIELDS)),
+            };
+            r.map_err(|reason| err(&format!("export.{key}"), in_words(&reason)))
+        })
+        .collect();
+    ConfigError::all(each)?;
+    Ok(e)
+}
+
+/// A section's object; a configuration section is never an array (which serde would take).
+fn object<'a>(value: &'a Value, section: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    value.as_object().ok_or_else(|| {
+        err(
+            section,
+            format!("must be a JSON object, not {}", kind(value)),
+        )
+    })
+}
+
+const TRUST_INCOMING: &[(&str, TrustIncoming)] = &[
+    ("all", TrustIncoming::All),
+    ("internal", TrustIncoming::Internal),
+    ("none", TrustIncoming::None),
+];
+const NEW_TRACE_SAMPLING: &[(&str, NewTraceSampling)] = &[
+    ("decide", NewTraceSampling::Decide),
+    ("defer", NewTraceSampling::Defer),
+    ("envoy", NewTraceSampling::Envoy),
+];
+const TRACER_MODE: &[(&str, TracerMode)] = &[
+    ("auto", TracerMode::Auto),
+    ("zipkin", TracerMode::Zipkin),
+    ("envoy", TracerMode::Envoy),
+    ("opentelemetry", TracerMode::OpenTelemetry),
+    ("none", TracerMode::None),
+];
+const TRACE_CONTEXT_OPTION: &[(&str, TraceContextOption)] = &[
+    ("USE_B3", TraceContextOption::USE_B3),
+    (
+        "USE_B3_WITH_W3C_PROPAGATION",
+        TraceContextOption::USE_B3_WITH_W3C_PROPAGATION,
+    ),
+];
+const LOG_LEVEL: &[(&str, LogLevel)] = &[
+    ("trace", LogLevel::Trace),
+    ("debug", LogLevel::Debug),
+    ("info", LogLevel::Info),
+    ("warn", LogLevel::Warn),
+    ("error", LogLevel::Error),
+];
+const EXPORT_PROTOCOL: &[(&str, ExportProtocol)] = &[
+    ("zipkin", ExportProtocol::Zipkin),
+    ("otlp", ExportProtocol::Otlp),
+];
+const FORMAT: &[(&str, Format)] = &[
+    ("b3", Format::B3Multi),
+    ("b3-single", Format::B3Single),
+    ("w3c", Format::W3c),
+];
+
+/// `null` is `None`, as serde reads an `Option`.
+fn optional<T>(v: &Value, read: impl Fn(&Value) -> Result<T, String>) -> Result<Option<T>, String> {
+    match v {
+        Value::Null => Ok(None),
+        other => read(other).map(Some),
+    }
+}
+
+fn formats(v: &Value) -> Result<Vec<Format>, String> {
+    match v {
+        Value::Array(items) => items.iter().map(|f| variant(f, FORMAT)).collect(),
+        other => Err(invalid_type(other, "a sequence")),
+    }
+}
+
+/// A unit-only enum as serde_json's `Value` reads one: a string names the variant; a map of one
+/// entry does too, its value then has to be `null` (a unit variant holds nothing).
+fn variant<T: Copy>(v: &Value, variants: &[(&str, T)]) -> Result<T, String> {
+    let (name, inner) = match v {
+        Value::String(s) => (s, None),
+        Value::Object(m) if m.len() == 1 => match m.iter().next() {
+            Some((k, inner)) => (k, Some(inner)),
+            None => return Err("invalid value: map, expected map with a single key".into()),
+        },
+        Value::Object(_) => return Err("invalid value: map, expected map with a single key".into()),
+        other => return Err(invalid_type(other, "string or map")),
     };
-    Err(err(section, in_words(&e.to_string())))
+    let Some(&(_, found)) = variants.iter().find(|(n, _)| n == name) else {
+        let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "unknown variant `{name}`, expected {}",
+            one_of(&names)
+        ));
+    };
+    match inner {
+        Some(i) if !i.is_null() => Err(invalid_type(i, "unit")),
+        _ => Ok(found),
+    }
+}
+
+fn string(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(invalid_type(other, "a string")),
+    }
+}
+
+fn bool_value(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        other => Err(invalid_type(other, "a boolean")),
+    }
+}
+
+fn f64_value(v: &Value) -> Result<f64, String> {
+    match v.as_f64() {
+        Some(f) if v.is_number() => Ok(f),
+        _ => Err(invalid_type(v, "f64")),
+    }
+}
+
+fn u64_value(v: &Value) -> Result<u64, String> {
+    unsigned(v, "u64", u64::MAX)
+}
+
+fn usize_value(v: &Value) -> Result<usize, String> {
+    // usize is 32 bits in the .wasm: serde refuses what does not fit, and so does this.
+    unsigned(v, "usize", usize::MAX as u64).map(|n| n as usize)
+}
+
+fn unsigned(v: &Value, ty: &str, max: u64) -> Result<u64, String> {
+    let Value::Number(n) = v else {
+        return Err(invalid_type(v, ty));
+    };
+    if let Some(u) = n.as_u64() {
+        return if u <= max {
+            Ok(u)
+        } else {
+            Err(format!("invalid value: integer `{u}`, expected {ty}"))
+        };
+    }
+    match n.as_i64() {
+        Some(i) => Err(format!("invalid value: integer `{i}`, expected {ty}")),
+        None => Err(invalid_type(v, ty)),
+    }
+}
+
+/// serde_json's "invalid type" message, its words for each kind of value included.
+fn invalid_type(v: &Value, expected: &str) -> String {
+    let unexpected = match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) => number_words(n),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "sequence".to_string(),
+        Value::Object(_) => "map".to_string(),
+    };
+    format!("invalid type: {unexpected}, expected {expected}")
+}
+
+/// `integer `5``, `integer `-5``, `floating point `1.5``: the float as serde_json writes it (its
+/// own shortest form, not core's float formatting, which would bring 20 KB of code).
+fn number_words(n: &Number) -> String {
+    if n.is_f64() {
+        format!("floating point `{n}`")
+    } else {
+        format!("integer `{n}`")
+    }
+}
+
+/// serde's `unknown field` message.
+fn unknown_field(key: &str, fields: &[&str]) -> String {
+    format!("unknown field `{key}`, expected {}", one_of(fields))
+}
+
+/// serde's list of what was expected: "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => "nothing".to_string(),
+        [a] => format!("`{a}`"),
+        [a, b] => format!("`{a}` or `{b}`"),
+        _ => {
+            let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            format!("one of {}", quoted.join(", "))
+        }
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -631,6 +910,298 @@ fn in_words(msg: &str) -> String {
         words = words.replace(rust, json);
     }
     words
+}
+
+/// The derived-`Deserialize` reading of the configuration (serde's own field matching and
+/// messages, deny_unknown_fields): the specification `config_section` is checked against.
+#[cfg(test)]
+mod oracle {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Config::default());
+        }
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| err("", format!("not JSON: {e}")))?;
+        let config = deserialize_section::<Config>(&value, "")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sections whose fields are themselves objects, so an error inside is reported by full path.
+    trait Section: DeserializeOwned {
+        fn nested(_key: &str, _value: &Value, _path: &str) -> Option<ConfigError> {
+            None
+        }
+    }
+
+    impl Section for Config {
+        fn nested(key: &str, value: &Value, path: &str) -> Option<ConfigError> {
+            match key {
+                "log" => deserialize_section::<LogConfig>(value, path).err(),
+                "workload" => deserialize_section::<WorkloadOverrides>(value, path).err(),
+                "export" if !value.is_null() => {
+                    deserialize_section::<ExportConfig>(value, path).err()
+                }
+                _ => None,
+            }
+        }
+    }
+    impl Section for LogConfig {}
+    impl Section for ExportConfig {}
+    impl Section for WorkloadOverrides {}
+
+    /// Deserializes a section; on failure, finds the field to blame by trying each one alone
+    /// (serde_json's own messages say what is wrong but not, for a wrong type, where).
+    fn deserialize_section<T: Section>(value: &Value, prefix: &str) -> Result<T, ConfigError> {
+        let section = if prefix.is_empty() {
+            ""
+        } else {
+            prefix.trim_end_matches('.')
+        };
+        // serde would also take a struct from an array; a configuration section is an object.
+        let Some(obj) = value.as_object() else {
+            return Err(err(
+                section,
+                format!("must be a JSON object, not {}", kind(value)),
+            ));
+        };
+        // Every field to blame: a nested section's own fields by their full path (checked on its
+        // own: serde would take a struct from an array), every other field tried alone.
+        let each: Vec<Result<(), ConfigError>> = obj
+            .iter()
+            .map(|(key, v)| {
+                if let Some(inner) = T::nested(key, v, &format!("{prefix}{key}.")) {
+                    return Err(inner);
+                }
+                let mut single = Map::new();
+                single.insert(key.clone(), v.clone());
+                match T::deserialize(Value::Object(single)) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(err(&format!("{prefix}{key}"), in_words(&e.to_string()))),
+                }
+            })
+            .collect();
+        ConfigError::all(each)?;
+        // An owned `Value`, as in the per-field tries above: one deserializer type instead of two
+        // (`Value` and `&Value`), some 22 KB less generated code. Cold code, but Envoy's V8 compiles
+        // every function when it loads the module, and that costs memory (docs/memory.md).
+        let e = match T::deserialize(value.clone()) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        Err(err(section, in_words(&e.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod same_as_serde {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: &[&str] = &[
+        "precedence",
+        "outputs",
+        "sampling_percent",
+        "trust_incoming",
+        "new_trace_sampling",
+        "response_header",
+        "tracer",
+        "envoy_trace_context_option",
+        "log",
+        "workload",
+        "export",
+        "enabled",
+        "level",
+        "include_query",
+        "service",
+        "namespace",
+        "version",
+        "pod",
+        "mesh",
+        "cluster",
+        "protocol",
+        "path",
+        "authority",
+        "service_name",
+        "batch_size",
+        "flush_interval_ms",
+        "buffer_limit",
+        "buffer_bytes",
+        "timeout_ms",
+        "sampling",
+        "",
+        "b3",
+        "w3c",
+        "b3-single",
+        "zipkin",
+        "otlp",
+        "all",
+        "none",
+        "debug",
+        "USE_B3",
+    ];
+    const STRINGS: &[&str] = &[
+        "b3",
+        "b3-single",
+        "w3c",
+        "all",
+        "internal",
+        "none",
+        "decide",
+        "defer",
+        "envoy",
+        "auto",
+        "zipkin",
+        "envoy",
+        "opentelemetry",
+        "USE_B3",
+        "USE_B3_WITH_W3C_PROPAGATION",
+        "trace",
+        "debug",
+        "info",
+        "warn",
+        "error",
+        "otlp",
+        "x-trace-id",
+        "collector",
+        "/v1/traces",
+        "Zipkin",
+        "",
+        " ",
+        "a\"b\\c\n\u{7f}é\u{1F600}",
+        "outbound|9411||zipkin.istio-system.svc",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop::sample::select(vec![
+                0i64,
+                1,
+                5,
+                10,
+                100,
+                1000,
+                10_000,
+                600_000,
+                1_000_000,
+                -1,
+                -100,
+                i64::MAX,
+                i64::MIN,
+                4_294_967_295,
+                4_294_967_296,
+            ])
+            .prop_map(Value::from),
+            Just(Value::from(u64::MAX)),
+            prop::sample::select(vec![
+                0.0f64,
+                -0.0,
+                0.5,
+                1.5,
+                12.5,
+                99.99,
+                100.0,
+                100.5,
+                -3.25,
+                1e21,
+                1e-7,
+                1e300,
+                123456789.0,
+                0.1,
+                2.5e-5,
+                1e16,
+            ])
+            .prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            prop::sample::select(STRINGS.to_vec()).prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..4).prop_map(
+                    |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                ),
+            ]
+        })
+    }
+
+    /// A configuration: mostly known top-level keys, with sections that are mostly objects.
+    fn config() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop::sample::select(KEYS.to_vec()), value()), 0..5)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn any_configuration(v in config()) {
+            let json = v.to_string();
+            prop_assert_eq!(Config::parse(json.as_bytes()), oracle::parse(json.as_bytes()), "{}", json);
+        }
+
+        #[test]
+        fn any_value(v in value()) {
+            let json = v.to_string();
+            prop_assert_eq!(Config::parse(json.as_bytes()), oracle::parse(json.as_bytes()), "{}", json);
+        }
+    }
+
+    #[test]
+    fn the_corners() {
+        for json in [
+            r#"{"outputs": 1.5}"#,
+            r#"{"outputs": -0.0}"#,
+            r#"{"outputs": 1e300}"#,
+            r#"{"outputs": [{"b3": null}]}"#,
+            r#"{"outputs": [{"b3": 1}]}"#,
+            r#"{"outputs": [{"b4": null}]}"#,
+            r#"{"outputs": [{}]}"#,
+            r#"{"outputs": [{"b3": null, "w3c": null}]}"#,
+            r#"{"tracer": {"zipkin": null}}"#,
+            r#"{"tracer": {"zipkin": {}}}"#,
+            r#"{"trust_incoming": true}"#,
+            r#"{"sampling_percent": "all"}"#,
+            r#"{"sampling_percent": null}"#,
+            r#"{"sampling_percent": -1}"#,
+            r#"{"export": {"cluster": "c", "batch_size": -1}}"#,
+            r#"{"export": {"cluster": "c", "batch_size": 1.0}}"#,
+            r#"{"export": {"cluster": "c", "batch_size": 18446744073709551615}}"#,
+            r#"{"export": {"cluster": "c", "timeout_ms": -5}}"#,
+            r#"{"export": {"cluster": 5}}"#,
+            r#"{"export": {"cluster": null}}"#,
+            r#"{"export": {"clustr": "c"}}"#,
+            r#"{"export": "zipkin"}"#,
+            r#"{"export": null}"#,
+            r#"{"export": []}"#,
+            r#"{"log": {"level": "loud"}, "aaa": 1}"#,
+            r#"{"log": [], "zzz": 1}"#,
+            r#"{"workload": {"service": 1}}"#,
+            r#"{"workload": {"owner": "x"}}"#,
+            r#"{"response_header": ["x"]}"#,
+            r#"[]"#,
+            r#"5"#,
+            r#"null"#,
+            r#"not json"#,
+            r#"{"a": 1,}"#,
+        ] {
+            assert_eq!(
+                Config::parse(json.as_bytes()),
+                oracle::parse(json.as_bytes()),
+                "{json}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,13 @@ impl NewTraces {
     pub fn describe(self) -> String {
         match self {
             NewTraces::Envoy => "envoy (the x-request-id mark)".to_string(),
-            NewTraces::PerMillion(n) => format!("decide ({}%)", f64::from(n) / 10_000.0),
+            // Integer arithmetic: float formatting would bring some 12 KB of code.
+            NewTraces::PerMillion(n) => {
+                let fraction = format!("{:04}", n % 10_000);
+                let fraction = fraction.trim_end_matches('0');
+                let dot = if fraction.is_empty() { "" } else { "." };
+                format!("decide ({}{dot}{fraction}%)", n / 10_000)
+            }
             NewTraces::Defer => "defer".to_string(),
         }
     }
@@ -138,6 +144,18 @@ impl Default for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configure_line_says_the_percentage() {
+        for (n, want) in [
+            (1_000_000, "decide (100%)"),
+            (125_000, "decide (12.5%)"),
+            (1, "decide (0.0001%)"),
+            (0, "decide (0%)"),
+        ] {
+            assert_eq!(NewTraces::PerMillion(n).describe(), want);
+        }
+    }
 
     #[test]
     fn compiles_once_what_the_request_path_needs() {
