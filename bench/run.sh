@@ -159,7 +159,7 @@ declare -A GOAL_REF=([inject]=floor [default]=floor [propagate]=floor [repair]=f
   [inject-up]=floor-up [default-up]=floor-up [tinject1]=tfloor1 [tinject100]=tfloor100)
 declare -A GOAL=([tinject1]=1.05)
 # Every row's reference in the table: the floor of its kind of route.
-declare -A REF=([floor-up]=router-up [inject-up]=floor-up [default-up]=floor-up
+declare -A REF=([floor-up]="" [inject-up]=floor-up [default-up]=floor-up
   [tracer1]="" [tfloor1]=tracer1 [tinject1]=tfloor1 [tracer100]="" [tfloor100]=tracer100
   [tinject100]=tfloor100)
 
