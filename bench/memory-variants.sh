@@ -36,6 +36,7 @@ OPT_VARIANTS=(
   "Oz-ocimfs800|-Oz -ocimfs 800"
   "Oz-ocimfs1600|-Oz -ocimfs 1600"
   "O3-ocimfs0|-O3 -ocimfs 0"
+  "O3-ocimfs200|-O3 -ocimfs 200"                              # the shipped flags (scripts/build-wasm.sh)
 )
 # OPTS="raw|;Oz|-Oz;..." replaces the list.
 [ -z "${OPTS:-}" ] || IFS=";" read -ra OPT_VARIANTS <<<"$OPTS"
