@@ -604,21 +604,13 @@ const CONFIG_FIELDS: &[&str] = &[
 
 #[inline(never)]
 fn log_section(value: &Value) -> Result<LogConfig, ConfigError> {
-    let obj = object(value, "log")?;
     let mut c = LogConfig::default();
-    let each: Vec<Result<(), ConfigError>> = obj
-        .iter()
-        .map(|(key, v)| {
-            let r = match key.as_str() {
-                "enabled" => bool_value(v).map(|x| c.enabled = x),
-                "level" => variant(v, LOG_LEVEL).map(|x| c.level = x),
-                "include_query" => bool_value(v).map(|x| c.include_query = x),
-                _ => Err(unknown_field(key, &["enabled", "level", "include_query"])),
-            };
-            r.map_err(|reason| err(&format!("log.{key}"), in_words(&reason)))
-        })
-        .collect();
-    ConfigError::all(each)?;
+    each_field(value, "log", &mut |key, v| match key {
+        "enabled" => bool_value(v).map(|x| c.enabled = x),
+        "level" => variant(v, LOG_LEVEL).map(|x| c.level = x),
+        "include_query" => bool_value(v).map(|x| c.include_query = x),
+        _ => Err(unknown_field(key, &["enabled", "level", "include_query"])),
+    })?;
     Ok(c)
 }
 
@@ -634,30 +626,20 @@ const WORKLOAD_FIELDS: &[&str] = &[
 
 #[inline(never)]
 fn workload_section(value: &Value) -> Result<WorkloadOverrides, ConfigError> {
-    let obj = object(value, "workload")?;
     let mut w = WorkloadOverrides::default();
-    let each: Vec<Result<(), ConfigError>> = obj
-        .iter()
-        .map(|(key, v)| {
-            let slot = match key.as_str() {
-                "service" => &mut w.service,
-                "namespace" => &mut w.namespace,
-                "version" => &mut w.version,
-                "workload" => &mut w.workload,
-                "cluster" => &mut w.cluster,
-                "mesh" => &mut w.mesh,
-                "pod" => &mut w.pod,
-                _ => {
-                    let reason = unknown_field(key, WORKLOAD_FIELDS);
-                    return Err(err(&format!("workload.{key}"), reason));
-                }
-            };
-            optional(v, string)
-                .map(|x| *slot = x)
-                .map_err(|reason| err(&format!("workload.{key}"), in_words(&reason)))
-        })
-        .collect();
-    ConfigError::all(each)?;
+    each_field(value, "workload", &mut |key, v| {
+        let slot = match key {
+            "service" => &mut w.service,
+            "namespace" => &mut w.namespace,
+            "version" => &mut w.version,
+            "workload" => &mut w.workload,
+            "cluster" => &mut w.cluster,
+            "mesh" => &mut w.mesh,
+            "pod" => &mut w.pod,
+            _ => return Err(unknown_field(key, WORKLOAD_FIELDS)),
+        };
+        optional(v, string).map(|x| *slot = x)
+    })?;
     Ok(w)
 }
 
@@ -676,29 +658,38 @@ const EXPORT_FIELDS: &[&str] = &[
 
 #[inline(never)]
 fn export_section(value: &Value) -> Result<ExportConfig, ConfigError> {
-    let obj = object(value, "export")?;
     let mut e = ExportConfig::default();
+    each_field(value, "export", &mut |key, v| match key {
+        "protocol" => variant(v, EXPORT_PROTOCOL).map(|x| e.protocol = x),
+        "cluster" => string(v).map(|x| e.cluster = x),
+        "path" => optional(v, string).map(|x| e.path = x),
+        "authority" => optional(v, string).map(|x| e.authority = x),
+        "service_name" => optional(v, string).map(|x| e.service_name = x),
+        "batch_size" => usize_value(v).map(|x| e.batch_size = x),
+        "flush_interval_ms" => u64_value(v).map(|x| e.flush_interval_ms = x),
+        "buffer_limit" => usize_value(v).map(|x| e.buffer_limit = x),
+        "buffer_bytes" => usize_value(v).map(|x| e.buffer_bytes = x),
+        "timeout_ms" => u64_value(v).map(|x| e.timeout_ms = x),
+        _ => Err(unknown_field(key, EXPORT_FIELDS)),
+    })?;
+    Ok(e)
+}
+
+/// Reads a leaf section field by field; every field's problem is reported, by its full path
+/// (`section.key`), in a user's words.
+fn each_field(
+    value: &Value,
+    section: &str,
+    read: &mut dyn FnMut(&str, &Value) -> Result<(), String>,
+) -> Result<(), ConfigError> {
+    let obj = object(value, section)?;
     let each: Vec<Result<(), ConfigError>> = obj
         .iter()
         .map(|(key, v)| {
-            let r = match key.as_str() {
-                "protocol" => variant(v, EXPORT_PROTOCOL).map(|x| e.protocol = x),
-                "cluster" => string(v).map(|x| e.cluster = x),
-                "path" => optional(v, string).map(|x| e.path = x),
-                "authority" => optional(v, string).map(|x| e.authority = x),
-                "service_name" => optional(v, string).map(|x| e.service_name = x),
-                "batch_size" => usize_value(v).map(|x| e.batch_size = x),
-                "flush_interval_ms" => u64_value(v).map(|x| e.flush_interval_ms = x),
-                "buffer_limit" => usize_value(v).map(|x| e.buffer_limit = x),
-                "buffer_bytes" => usize_value(v).map(|x| e.buffer_bytes = x),
-                "timeout_ms" => u64_value(v).map(|x| e.timeout_ms = x),
-                _ => Err(unknown_field(key, EXPORT_FIELDS)),
-            };
-            r.map_err(|reason| err(&format!("export.{key}"), in_words(&reason)))
+            read(key, v).map_err(|reason| err(&format!("{section}.{key}"), in_words(&reason)))
         })
         .collect();
-    ConfigError::all(each)?;
-    Ok(e)
+    ConfigError::all(each)
 }
 
 /// A section's object; a configuration section is never an array (which serde would take).
