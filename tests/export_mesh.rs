@@ -16,8 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-
 const ISTIO_CLUSTER: &str = "outbound|9411||jaeger-collector.istio-system.svc.cluster.local";
 const SERVICE_HOST: &str = "jaeger-collector.istio-system.svc.cluster.local";
 
@@ -171,24 +169,10 @@ fn otlp_export_through_an_istio_cluster_name_parses_by_the_official_schema() {
         let trace = r.header("x-trace-id").expect("x-trace-id");
         let mut found = None;
         wait_until(Duration::from_secs(15), || {
-            for req in sink.requests() {
-                let parsed: ExportTraceServiceRequest = serde_json::from_slice(&req.body)
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "not OTLP JSON by the official schema: {e}\n{}",
-                            String::from_utf8_lossy(&req.body)
-                        )
-                    });
-                for rs in &parsed.resource_spans {
-                    for ss in &rs.scope_spans {
-                        for s in &ss.spans {
-                            if hex(&s.trace_id) == trace {
-                                found = Some((req.clone(), rs.clone(), s.clone()));
-                            }
-                        }
-                    }
-                }
-            }
+            found = sink
+                .spans_with_requests()
+                .into_iter()
+                .find(|(_, _, s)| hex(&s.trace_id) == trace);
             found.is_some()
         });
         let (req, rs, span) = found.unwrap_or_else(|| {

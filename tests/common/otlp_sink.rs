@@ -110,6 +110,14 @@ impl OtlpSink {
     /// Every span received so far with its resource, each body parsed as OTLP/HTTP JSON by the
     /// official schema (panics, showing the body, on one that does not parse).
     pub fn spans(&self) -> Vec<(ResourceSpans, Span)> {
+        self.spans_with_requests()
+            .into_iter()
+            .map(|(_, rs, s)| (rs, s))
+            .collect()
+    }
+
+    /// `spans()`, each with the request that carried it (path, Host, content type).
+    pub fn spans_with_requests(&self) -> Vec<(SinkRequest, ResourceSpans, Span)> {
         let mut out = Vec::new();
         for req in self.requests() {
             let parsed: ExportTraceServiceRequest = serde_json::from_slice(&req.body)
@@ -122,7 +130,7 @@ impl OtlpSink {
             for rs in &parsed.resource_spans {
                 for ss in &rs.scope_spans {
                     for s in &ss.spans {
-                        out.push((rs.clone(), s.clone()));
+                        out.push((req.clone(), rs.clone(), s.clone()));
                     }
                 }
             }
